@@ -1,0 +1,196 @@
+"""Streams, consumers and KV buckets, as data. The service kit provisions them."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from . import subjects as s
+
+MINUTE = 60.0
+HOUR = 3600.0
+DAY = 86400.0
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class StreamSpec(_Spec):
+    """A JetStream stream."""
+
+    name: str = Field(pattern=r"^[A-Z][A-Z0-9_]*$", description="Stream name")
+    subjects: tuple[str, ...] = Field(min_length=1, description="Subjects the stream captures")
+    retention: Literal["limits", "workqueue", "interest"] = Field(
+        default="limits", description="What removes messages: limits, ack (workqueue) or interest"
+    )
+    storage: Literal["file", "memory"] = Field(default="file", description="Storage backend")
+    max_age_s: float = Field(default=7 * DAY, ge=0, description="Oldest message kept, seconds")
+    max_msgs: int = Field(default=-1, description="Most messages kept (-1: no limit)")
+    max_bytes: int = Field(default=-1, description="Most bytes kept (-1: no limit)")
+    max_msg_size: int = Field(default=1024 * 1024, description="Largest message accepted, bytes")
+    duplicate_window_s: float = Field(
+        default=2 * MINUTE, gt=0, description="Window in which Nats-Msg-Id dedupes, seconds"
+    )
+    discard: Literal["old", "new"] = Field(default="old", description="What goes when full")
+    replicas: int = Field(default=1, ge=1, le=5, description="Replicas (3 in a cluster)")
+    description: str = Field(default="", description="What the stream holds")
+
+    @model_validator(mode="after")
+    def _window_within_age(self) -> StreamSpec:
+        if self.max_age_s and self.duplicate_window_s > self.max_age_s:
+            raise ValueError(f"stream {self.name}: duplicate window exceeds max age")
+        return self
+
+
+class ConsumerSpec(_Spec):
+    """A durable pull consumer on a stream."""
+
+    stream: str = Field(description="Stream the consumer reads")
+    durable: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Durable consumer name")
+    filter_subjects: tuple[str, ...] = Field(default=(), description="Subjects it receives")
+    ack_wait_s: float = Field(default=30.0, gt=0, description="Redelivery after this, seconds")
+    max_deliver: int = Field(default=5, ge=1, description="Deliveries before giving up")
+    backoff_s: tuple[float, ...] = Field(
+        default=(), description="Redelivery delays; at most max_deliver entries"
+    )
+    max_ack_pending: int = Field(default=1000, ge=1, description="Unacked messages in flight")
+    deliver_policy: Literal["all", "new"] = Field(default="all", description="Where it starts")
+    description: str = Field(default="", description="What the consumer is for")
+
+    @model_validator(mode="after")
+    def _backoff_fits(self) -> ConsumerSpec:
+        if len(self.backoff_s) > self.max_deliver:
+            raise ValueError(f"consumer {self.durable}: more backoff steps than max_deliver")
+        if self.backoff_s and self.backoff_s[0] > self.ack_wait_s:
+            raise ValueError(f"consumer {self.durable}: first backoff step exceeds ack_wait")
+        return self
+
+
+class KVSpec(_Spec):
+    """A JetStream key-value bucket."""
+
+    bucket: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Bucket name")
+    ttl_s: float = Field(default=0.0, ge=0, description="Entry lifetime, seconds (0: forever)")
+    history: int = Field(default=1, ge=1, le=64, description="Revisions kept per key")
+    max_value_size: int = Field(default=64 * 1024, description="Largest value, bytes")
+    description: str = Field(default="", description="What the bucket holds")
+
+
+# --- the catalogue -------------------------------------------------------------------------
+
+JOB_RUNS = StreamSpec(
+    name="JOB_RUNS",
+    subjects=(s.JOB_RUN.wildcard(),),
+    retention="workqueue",
+    max_age_s=2 * DAY,
+    duplicate_window_s=10 * MINUTE,
+    description="Work items waiting for a worker; removed when a worker acks them",
+)
+JOB_EVENTS = StreamSpec(
+    name="JOB_EVENTS",
+    subjects=(s.JOB_EVENT.wildcard(),),
+    max_age_s=30 * DAY,
+    duplicate_window_s=10 * MINUTE,
+    description="Run lifecycle: scheduled, started, progress, completed, failed, dead-lettered",
+)
+METRICS = StreamSpec(
+    name="METRICS",
+    subjects=(s.METRIC.wildcard(),),
+    max_age_s=1 * DAY,
+    max_msg_size=4 * 1024 * 1024,
+    description="Batches of metric samples, scraped or pushed",
+)
+ALERTS = StreamSpec(
+    name="ALERTS",
+    subjects=(s.ALERT.wildcard(), s.SLA_BREACH.wildcard()),
+    max_age_s=90 * DAY,
+    description="Alerts firing and resolved, SLA breaches",
+)
+INCIDENTS = StreamSpec(
+    name="INCIDENTS",
+    subjects=(s.INCIDENT.wildcard(), s.INCIDENT_CLOSED.wildcard()),
+    max_age_s=365 * DAY,
+    description="Incident lifecycle: opened, updated, step, escalated, closed",
+)
+AUDIT = StreamSpec(
+    name="AUDIT",
+    subjects=(s.AUDIT.wildcard(),),
+    max_age_s=0,
+    discard="new",
+    description="Tamper-evident audit records (hash chained), kept forever",
+)
+SCALE = StreamSpec(
+    name="SCALE",
+    subjects=(s.SCALE.wildcard(),),
+    max_age_s=30 * DAY,
+    description="Scaling decisions",
+)
+DLQ = StreamSpec(
+    name="DLQ",
+    subjects=(s.DLQ_ALL,),
+    max_age_s=30 * DAY,
+    description="Messages no consumer could accept, with the reason in headers",
+)
+
+STREAMS: tuple[StreamSpec, ...] = (JOB_RUNS, JOB_EVENTS, METRICS, ALERTS, INCIDENTS, AUDIT, SCALE, DLQ)
+
+WORKER_RUNS = ConsumerSpec(
+    stream="JOB_RUNS",
+    durable="worker_pool",
+    filter_subjects=(s.JOB_RUN.wildcard(),),
+    ack_wait_s=60.0,
+    max_deliver=5,
+    backoff_s=(5.0, 30.0, 120.0, 600.0),
+    max_ack_pending=1000,
+    description="Workers pull runs from here in batches",
+)
+EVALUATOR_METRICS = ConsumerSpec(
+    stream="METRICS",
+    durable="evaluator_metrics",
+    filter_subjects=(s.METRIC.wildcard(),),
+    ack_wait_s=30.0,
+    max_deliver=5,
+    deliver_policy="new",
+    max_ack_pending=10000,
+    description="Metric batches for rule evaluation",
+)
+EVALUATOR_JOBS = ConsumerSpec(
+    stream="JOB_EVENTS",
+    durable="evaluator_jobs",
+    filter_subjects=(s.JOB_EVENT.wildcard(),),
+    description="Run lifecycle for deadline tracking",
+)
+INCIDENT_ALERTS = ConsumerSpec(
+    stream="ALERTS",
+    durable="incident_engine_alerts",
+    filter_subjects=(s.ALERT.wildcard(), s.SLA_BREACH.wildcard()),
+    backoff_s=(1.0, 5.0, 30.0),
+    description="Alerts and breaches that open or update incidents",
+)
+
+CONSUMERS: tuple[ConsumerSpec, ...] = (WORKER_RUNS, EVALUATOR_METRICS, EVALUATOR_JOBS, INCIDENT_ALERTS)
+
+LEASES = KVSpec(
+    bucket="hms_leases",
+    ttl_s=10.0,
+    history=1,
+    description="Singleton leases: one holder per key, renewed by compare-and-swap, lapsing on TTL",
+)
+SERVICE_REGISTRY = KVSpec(
+    bucket="hms_services",
+    ttl_s=15.0,
+    history=1,
+    description="Service registry: each instance's latest heartbeat, gone when it stops beating",
+)
+
+KV_BUCKETS: tuple[KVSpec, ...] = (LEASES, SERVICE_REGISTRY)
+
+
+def stream_for(name: str) -> StreamSpec:
+    """The stream spec with this name."""
+    for spec in STREAMS:
+        if spec.name == name:
+            return spec
+    raise KeyError(f"no stream named {name!r} in the catalogue")

@@ -1,0 +1,134 @@
+"""Subject builders and wildcards: ``<family>.<namespace>.<rest>``.
+
+Every subject a service uses comes from here; no service types a subject literal.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .base import SYSTEM_NAMESPACE, _check_namespace
+
+_REST_TOKEN = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+
+
+class SubjectError(ValueError):
+    """A subject part is not a valid NATS subject token."""
+
+
+def _tokens(rest: str, what: str) -> str:
+    parts = rest.split(".")
+    for token in parts:
+        if not _REST_TOKEN.fullmatch(token):
+            raise SubjectError(
+                f"{what} {rest!r}: token {token!r} must be 1-64 characters of letters, "
+                "digits, '_' or '-' (no spaces, '*' or '>')"
+            )
+    return rest
+
+
+def _ns(namespace: str) -> str:
+    try:
+        return _check_namespace(namespace)
+    except ValueError as exc:
+        raise SubjectError(str(exc)) from None
+
+
+class Family:
+    """A subject family such as ``ops.metric``: subjects are ``<prefix>.<namespace>.<rest>``."""
+
+    __slots__ = ("prefix", "rest_tokens")
+
+    def __init__(self, prefix: str, rest_tokens: int | None) -> None:
+        self.prefix = prefix
+        #: how many tokens follow the namespace; None means one or more
+        self.rest_tokens = rest_tokens
+
+    def subject(self, namespace: str, rest: str = "") -> str:
+        """The concrete subject for a namespace (and the rest, when the family has one)."""
+        base = f"{self.prefix}.{_ns(namespace)}"
+        if self.rest_tokens == 0:
+            if rest:
+                raise SubjectError(f"{self.prefix} subjects have nothing after the namespace")
+            return base
+        if not rest:
+            raise SubjectError(f"{self.prefix} subjects need a part after the namespace")
+        rest = _tokens(rest, f"{self.prefix} subject part")
+        if self.rest_tokens is not None and rest.count(".") + 1 != self.rest_tokens:
+            raise SubjectError(
+                f"{self.prefix} subjects take {self.rest_tokens} token(s) after the namespace, "
+                f"got {rest!r}"
+            )
+        return f"{base}.{rest}"
+
+    def wildcard(self, namespace: str | None = None) -> str:
+        """Everything in the family, in one namespace or (None) in all of them."""
+        ns = "*" if namespace is None else _ns(namespace)
+        return f"{self.prefix}.{ns}" if self.rest_tokens == 0 else f"{self.prefix}.{ns}.>"
+
+    def namespace_of(self, subject: str) -> str:
+        """The namespace token of a subject in this family."""
+        head = self.prefix + "."
+        if not subject.startswith(head):
+            raise SubjectError(f"{subject!r} is not in family {self.prefix}")
+        return subject[len(head) :].split(".", 1)[0]
+
+
+METRIC = Family("ops.metric", None)
+ALERT = Family("ops.alert", 1)
+INCIDENT = Family("ops.incident", 1)
+SLA_BREACH = Family("sla.breach", 0)
+INCIDENT_CLOSED = Family("incident.closed", 0)
+JOB_RUN = Family("job.run", 1)
+JOB_EVENT = Family("job.event", 1)
+SCALE = Family("ops.scale", 1)
+AUDIT = Family("ops.audit", 1)
+HEARTBEAT = Family("ops.heartbeat", 1)
+
+FAMILIES: tuple[Family, ...] = (
+    METRIC,
+    ALERT,
+    INCIDENT,
+    SLA_BREACH,
+    INCIDENT_CLOSED,
+    JOB_RUN,
+    JOB_EVENT,
+    SCALE,
+    AUDIT,
+    HEARTBEAT,
+)
+
+DLQ_PREFIX = "dlq"
+DLQ_ALL = f"{DLQ_PREFIX}.>"
+
+
+def dlq(subject: str) -> str:
+    """Dead-letter subject for a message that arrived on ``subject``."""
+    return f"{DLQ_PREFIX}.{subject}"
+
+
+def heartbeat(service: str) -> str:
+    """Subject on which a service announces itself."""
+    return HEARTBEAT.subject(SYSTEM_NAMESPACE, service.replace("-", "_"))
+
+
+def inbox_prefix(service: str) -> str:
+    """Per-service reply inbox prefix, so permissions can confine replies to their owner."""
+    return f"_INBOX_{service.replace('-', '_')}"
+
+
+def matches(pattern: str, subject: str) -> bool:
+    """Whether ``subject`` falls under the NATS ``pattern``.
+
+    ``*`` stands for exactly one token, ``>`` (last token only) for one or more; every
+    other token must be equal. This is how the server routes, so stream and consumer
+    filters can be checked without a server.
+    """
+    want = pattern.split(".")
+    have = subject.split(".")
+    for i, token in enumerate(want):
+        if token == ">":
+            return i == len(want) - 1 and len(have) > i
+        if i >= len(have) or (token != "*" and token != have[i]):
+            return False
+    return len(have) == len(want)

@@ -1,0 +1,15 @@
+"""``python -m hms_incident_engine``: run the incident-engine until SIGTERM."""
+
+from __future__ import annotations
+
+from hms_kit import run_service
+
+from .app import create_kit
+
+
+def main() -> None:
+    run_service(create_kit)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""hms-ops service kit: what every service process needs, in one place."""
+
+from .consumer import BatchConsumer, Delivery
+from .deadletter import dead_letter, describe_error
+from .errors import DriftError, KitError, LeaseLost, ProvisioningError, SettingsError
+from .lease import Lease
+from .metrics import KitMetrics
+from .provision import ensure_bucket, ensure_consumer, ensure_stream, provision
+from .publish import publish, publish_many
+from .registry import is_stale, read_registry
+from .service import ServiceKit, run_service
+from .settings import ServiceSettings, env_prefix
+
+__all__ = [
+    "BatchConsumer",
+    "Delivery",
+    "DriftError",
+    "KitError",
+    "KitMetrics",
+    "Lease",
+    "LeaseLost",
+    "ProvisioningError",
+    "ServiceKit",
+    "ServiceSettings",
+    "SettingsError",
+    "dead_letter",
+    "describe_error",
+    "ensure_bucket",
+    "ensure_consumer",
+    "ensure_stream",
+    "env_prefix",
+    "is_stale",
+    "provision",
+    "publish",
+    "publish_many",
+    "read_registry",
+    "run_service",
+]

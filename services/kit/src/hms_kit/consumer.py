@@ -1,0 +1,143 @@
+"""A raw nats-py batch consumer for hot paths (FastStream's per-message cost is ~100 µs).
+
+Pulls up to ``batch`` messages from a durable consumer, validates each against its contract
+model (a poison message is dead-lettered and termed), hands the valid ones to the handler in
+one call, and acks them only after the handler returns: the handler commits the effect (one
+SQLite transaction for the batch), then the acks go out. A handler error naks with the
+consumer's backoff, and dead-letters messages on their last allowed delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from hms_contracts.base import Event
+from hms_contracts.specs import ConsumerSpec
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import ConnectionClosedError, NoServersError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.errors import APIError
+from opentelemetry import propagate, trace
+from pydantic import ValidationError
+
+from .deadletter import dead_letter, describe_error
+from .metrics import KitMetrics
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("hms_kit.consumer")
+
+E = TypeVar("E", bound=Event)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery(Generic[E]):
+    """A validated event and the JetStream message that carried it."""
+
+    event: E
+    msg: Msg
+
+    @property
+    def attempt(self) -> int:
+        return int(self.msg.metadata.num_delivered)
+
+
+Handler = Callable[[Sequence[Delivery[E]]], Awaitable[None]]
+
+
+class BatchConsumer(Generic[E]):
+    """Consume ``spec`` in batches until cancelled, surviving NATS outages."""
+
+    def __init__(
+        self,
+        nc: Client,
+        spec: ConsumerSpec,
+        model: type[E],
+        handler: Handler[E],
+        *,
+        inbox_prefix: str = "_INBOX",
+        batch: int = 100,
+        fetch_timeout: float = 1.0,
+        metrics: KitMetrics | None = None,
+    ) -> None:
+        self.nc = nc
+        self.spec = spec
+        self.model = model
+        self.handler = handler
+        self.inbox_prefix = inbox_prefix
+        self.batch = batch
+        self.fetch_timeout = fetch_timeout
+        self.metrics = metrics
+
+    def _count(self, outcome: str, n: int = 1) -> None:
+        if self.metrics is not None and n:
+            self.metrics.messages.labels(consumer=self.spec.durable, outcome=outcome).inc(n)
+
+    async def run(self) -> None:
+        js = self.nc.jetstream()
+        sub = None
+        while True:
+            try:
+                if sub is None:
+                    sub = await js.pull_subscribe_bind(
+                        durable=self.spec.durable,
+                        stream=self.spec.stream,
+                        inbox_prefix=(self.inbox_prefix + ".").encode(),
+                    )
+                msgs = await sub.fetch(self.batch, timeout=self.fetch_timeout)
+            except (TimeoutError, NatsTimeoutError):
+                continue
+            except (ConnectionClosedError, NoServersError, APIError, OSError) as exc:
+                log.warning("consumer %s: %s; retrying", self.spec.durable, exc)
+                await asyncio.sleep(0.5)
+                continue
+            await self.handle(msgs)
+
+    async def handle(self, msgs: Sequence[Msg]) -> None:
+        """Validate, dispatch and settle one fetched batch."""
+        good: list[Delivery[E]] = []
+        for msg in msgs:
+            try:
+                good.append(Delivery(self.model.model_validate_json(msg.data), msg))
+            except ValidationError as exc:
+                await dead_letter(self.nc, msg, describe_error(exc), self.metrics)
+                self._count("dead_lettered")
+        if not good:
+            return
+        links = [
+            trace.Link(span_ctx)
+            for d in good
+            if (
+                span_ctx := trace.get_current_span(
+                    propagate.extract(d.msg.headers or {})
+                ).get_span_context()
+            ).is_valid
+        ]
+        with tracer.start_as_current_span(f"{self.spec.durable} process", links=links[:32]):
+            try:
+                await self.handler(good)
+            except Exception as exc:
+                await self._settle_failure(good, exc)
+                return
+        for d in good:
+            await d.msg.ack()
+        self._count("acked", len(good))
+
+    async def _settle_failure(self, batch: Sequence[Delivery[E]], exc: Exception) -> None:
+        log.exception("consumer %s: handler failed on %d message(s)", self.spec.durable, len(batch))
+        backoff = self.spec.backoff_s
+        for d in batch:
+            n = d.attempt
+            if n >= self.spec.max_deliver:
+                await dead_letter(
+                    self.nc, d.msg, f"failed {n} deliveries: {describe_error(exc)}", self.metrics
+                )
+                self._count("dead_lettered")
+            else:
+                delay = backoff[min(n, len(backoff)) - 1] if backoff else 1.0
+                await d.msg.nak(delay=delay)
+                self._count("nacked")

@@ -1,0 +1,21 @@
+"""Errors of the service kit. Each says what went wrong and where."""
+
+
+class KitError(Exception):
+    """Base of every service-kit error."""
+
+
+class ProvisioningError(KitError):
+    """A stream, consumer or bucket could not be provisioned."""
+
+
+class DriftError(ProvisioningError):
+    """An existing stream, consumer or bucket differs from its contract spec."""
+
+
+class LeaseLost(KitError):
+    """The lease was taken by another holder or lapsed."""
+
+
+class SettingsError(KitError):
+    """A service setting is missing or invalid."""

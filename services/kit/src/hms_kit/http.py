@@ -1,0 +1,59 @@
+"""``/healthz`` and Prometheus ``/metrics`` over HTTP, one small server per service."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+HealthProbe = Callable[[], tuple[bool, dict[str, Any]]]
+
+
+class HealthServer:
+    """Serves ``/healthz`` (200 when healthy, 503 otherwise) and ``/metrics``."""
+
+    def __init__(self, registry: CollectorRegistry, probe: HealthProbe) -> None:
+        self.registry = registry
+        self.probe = probe
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+        self.host = ""
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def _healthz(self, _: web.Request) -> web.Response:
+        ok, detail = self.probe()
+        return web.Response(
+            status=200 if ok else 503,
+            text=json.dumps({"status": "ok" if ok else "unhealthy", **detail}, default=str),
+            content_type="application/json",
+        )
+
+    async def _metrics(self, _: web.Request) -> web.Response:
+        # rendering walks every collector: keep it off the event loop
+        body = await asyncio.to_thread(generate_latest, self.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def start(self, host: str, port: int) -> None:
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/metrics", self._metrics)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, reuse_address=True)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.host = host
+        self.port = int(sockets[0].getsockname()[1]) if sockets else port
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

@@ -1,0 +1,218 @@
+"""Idempotent provisioning of streams, consumers and KV buckets from the contract specs.
+
+Provisioning creates what is missing and leaves what matches alone. An existing object whose
+configuration differs from its spec is never changed silently: :class:`DriftError` names every
+field that differs, so an operator decides (``migrate=True`` updates the stream or consumer).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable
+from typing import Any, Literal
+
+from hms_contracts.specs import ConsumerSpec, KVSpec, StreamSpec
+from nats.js import JetStreamContext
+from nats.js import api as js_api
+from nats.js.errors import BucketNotFoundError, NotFoundError
+
+from .errors import DriftError
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["created", "unchanged", "updated"]
+
+_RETENTION = {
+    "limits": js_api.RetentionPolicy.LIMITS,
+    "workqueue": js_api.RetentionPolicy.WORK_QUEUE,
+    "interest": js_api.RetentionPolicy.INTEREST,
+}
+_STORAGE = {"file": js_api.StorageType.FILE, "memory": js_api.StorageType.MEMORY}
+_DISCARD = {"old": js_api.DiscardPolicy.OLD, "new": js_api.DiscardPolicy.NEW}
+_DELIVER = {"all": js_api.DeliverPolicy.ALL, "new": js_api.DeliverPolicy.NEW}
+
+
+def stream_config(spec: StreamSpec) -> js_api.StreamConfig:
+    """The nats-py stream configuration for a spec."""
+    return js_api.StreamConfig(
+        name=spec.name,
+        description=spec.description or None,
+        subjects=list(spec.subjects),
+        retention=_RETENTION[spec.retention],
+        storage=_STORAGE[spec.storage],
+        max_age=spec.max_age_s,
+        max_msgs=spec.max_msgs,
+        max_bytes=spec.max_bytes,
+        max_msg_size=spec.max_msg_size,
+        duplicate_window=spec.duplicate_window_s,
+        discard=_DISCARD[spec.discard],
+        num_replicas=spec.replicas,
+    )
+
+
+def consumer_config(spec: ConsumerSpec) -> js_api.ConsumerConfig:
+    """The nats-py consumer configuration for a spec (durable, pull, explicit ack)."""
+    filters = list(spec.filter_subjects)
+    return js_api.ConsumerConfig(
+        durable_name=spec.durable,
+        name=spec.durable,
+        description=spec.description or None,
+        ack_policy=js_api.AckPolicy.EXPLICIT,
+        deliver_policy=_DELIVER[spec.deliver_policy],
+        ack_wait=spec.ack_wait_s,
+        max_deliver=spec.max_deliver,
+        backoff=list(spec.backoff_s) or None,
+        max_ack_pending=spec.max_ack_pending,
+        filter_subject=filters[0] if len(filters) == 1 else None,
+        filter_subjects=filters if len(filters) > 1 else None,
+    )
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return math.isclose(float(a or 0), float(b or 0), rel_tol=1e-6, abs_tol=1e-3)
+    return bool(a == b)
+
+
+def _diff(kind: str, name: str, pairs: Iterable[tuple[str, Any, Any]]) -> list[str]:
+    return [
+        f"{kind} {name}: {field} is {have!r} on the server, the spec says {want!r}"
+        for field, want, have in pairs
+        if not _same(want, have)
+    ]
+
+
+def stream_drift(spec: StreamSpec, have: js_api.StreamConfig) -> list[str]:
+    """Every field where the server's stream differs from the spec."""
+    want = stream_config(spec)
+    return _diff(
+        "stream",
+        spec.name,
+        [
+            ("subjects", sorted(want.subjects or []), sorted(have.subjects or [])),
+            ("retention", want.retention, have.retention),
+            ("storage", want.storage, have.storage),
+            ("max_age", want.max_age, have.max_age),
+            ("max_msgs", want.max_msgs, have.max_msgs),
+            ("max_bytes", want.max_bytes, have.max_bytes),
+            ("max_msg_size", want.max_msg_size, have.max_msg_size),
+            ("duplicate_window", want.duplicate_window, have.duplicate_window),
+            ("discard", want.discard, have.discard),
+            ("num_replicas", want.num_replicas, have.num_replicas),
+        ],
+    )
+
+
+def consumer_drift(spec: ConsumerSpec, have: js_api.ConsumerConfig) -> list[str]:
+    """Every field where the server's consumer differs from the spec."""
+    want = consumer_config(spec)
+    want_filters = sorted(spec.filter_subjects)
+    have_filters = sorted(
+        have.filter_subjects or ([have.filter_subject] if have.filter_subject else [])
+    )
+    return _diff(
+        "consumer",
+        f"{spec.stream}/{spec.durable}",
+        [
+            ("filter_subjects", want_filters, have_filters),
+            ("ack_policy", want.ack_policy, have.ack_policy),
+            ("deliver_policy", want.deliver_policy, have.deliver_policy),
+            ("ack_wait", want.ack_wait, have.ack_wait),
+            ("max_deliver", want.max_deliver, have.max_deliver),
+            ("backoff", list(spec.backoff_s), [float(b) for b in (have.backoff or [])]),
+            ("max_ack_pending", want.max_ack_pending, have.max_ack_pending),
+        ],
+    )
+
+
+async def ensure_stream(
+    js: JetStreamContext, spec: StreamSpec, *, migrate: bool = False
+) -> Outcome:
+    """Create the stream if it is missing; check it against the spec if it exists."""
+    try:
+        info = await js.stream_info(spec.name)
+    except NotFoundError:
+        await js.add_stream(stream_config(spec))
+        log.info("created stream %s", spec.name)
+        return "created"
+    drift = stream_drift(spec, info.config)
+    if not drift:
+        return "unchanged"
+    if not migrate:
+        raise DriftError("; ".join(drift))
+    await js.update_stream(stream_config(spec))
+    log.warning("updated stream %s: %s", spec.name, "; ".join(drift))
+    return "updated"
+
+
+async def ensure_consumer(
+    js: JetStreamContext, spec: ConsumerSpec, *, migrate: bool = False
+) -> Outcome:
+    """Create the durable consumer if it is missing; check it if it exists."""
+    try:
+        info = await js.consumer_info(spec.stream, spec.durable)
+    except NotFoundError:
+        await js.add_consumer(spec.stream, consumer_config(spec))
+        log.info("created consumer %s/%s", spec.stream, spec.durable)
+        return "created"
+    drift = consumer_drift(spec, info.config)
+    if not drift:
+        return "unchanged"
+    if not migrate:
+        raise DriftError("; ".join(drift))
+    await js.add_consumer(spec.stream, consumer_config(spec))
+    log.warning("updated consumer %s/%s: %s", spec.stream, spec.durable, "; ".join(drift))
+    return "updated"
+
+
+async def ensure_bucket(js: JetStreamContext, spec: KVSpec) -> Outcome:
+    """Create the KV bucket if it is missing; check its TTL and history if it exists."""
+    try:
+        status = await js.key_value(spec.bucket)
+    except BucketNotFoundError:
+        await js.create_key_value(
+            js_api.KeyValueConfig(
+                bucket=spec.bucket,
+                description=spec.description or None,
+                history=spec.history,
+                ttl=spec.ttl_s or None,
+                max_value_size=spec.max_value_size,
+                storage=js_api.StorageType.FILE,
+            )
+        )
+        log.info("created bucket %s", spec.bucket)
+        return "created"
+    info = await js.stream_info(f"KV_{spec.bucket}")
+    drift = _diff(
+        "bucket",
+        spec.bucket,
+        [
+            ("ttl", spec.ttl_s, info.config.max_age or 0.0),
+            ("history", spec.history, info.config.max_msgs_per_subject),
+        ],
+    )
+    del status
+    if drift:
+        raise DriftError("; ".join(drift))
+    return "unchanged"
+
+
+async def provision(
+    js: JetStreamContext,
+    *,
+    streams: Iterable[StreamSpec] = (),
+    consumers: Iterable[ConsumerSpec] = (),
+    buckets: Iterable[KVSpec] = (),
+    migrate: bool = False,
+) -> dict[str, Outcome]:
+    """Provision everything given, streams first; return each object's outcome."""
+    outcomes: dict[str, Outcome] = {}
+    for stream in streams:
+        outcomes[f"stream:{stream.name}"] = await ensure_stream(js, stream, migrate=migrate)
+    for consumer in consumers:
+        key = f"consumer:{consumer.stream}/{consumer.durable}"
+        outcomes[key] = await ensure_consumer(js, consumer, migrate=migrate)
+    for bucket in buckets:
+        outcomes[f"bucket:{bucket.bucket}"] = await ensure_bucket(js, bucket)
+    return outcomes

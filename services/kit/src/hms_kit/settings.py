@@ -1,0 +1,44 @@
+"""Settings every service shares. A service subclasses this with its own env prefix."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def env_prefix(service: str) -> str:
+    """Environment prefix of a service's settings, e.g. ``HMS_WORKER_POOL_``."""
+    return "HMS_" + service.upper().replace("-", "_") + "_"
+
+
+class ServiceSettings(BaseSettings):
+    """Connection, HTTP, heartbeat, logging and tracing settings of one service process."""
+
+    model_config = SettingsConfigDict(env_prefix="HMS_SERVICE_", extra="ignore", frozen=True)
+
+    nats_url: str = Field(default="nats://127.0.0.1:4222", description="NATS server URL(s), comma")
+    nats_user: str | None = Field(default=None, description="NATS user name")
+    nats_password: SecretStr | None = Field(default=None, description="NATS password")
+    nats_creds_file: Path | None = Field(default=None, description="NATS .creds file (JWT)")
+    http_host: str = Field(default="127.0.0.1", description="Address of /healthz and /metrics")
+    http_port: int = Field(default=0, ge=0, le=65535, description="Port (0: any free port)")
+    instance_id: str = Field(
+        default_factory=lambda: secrets.token_hex(6), description="Id of this process"
+    )
+    heartbeat_interval_s: float = Field(default=2.0, gt=0, description="Heartbeat period")
+    lease_renew_s: float | None = Field(
+        default=None, gt=0, description="Lease renewal period (default: a third of the TTL)"
+    )
+    state_dir: Path = Field(default=Path("."), description="Where the service keeps its SQLite")
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto", description="auto: JSON unless stderr is a terminal"
+    )
+    log_level: str = Field(default="INFO", description="Python logging level")
+    otlp_endpoint: str | None = Field(
+        default=None, description="OTLP/HTTP traces endpoint; spans are exported when set"
+    )
+    drain_timeout_s: float = Field(default=10.0, gt=0, description="Grace period on SIGTERM")

@@ -63,8 +63,12 @@ class ConsumerSpec(_Spec):
     def _backoff_fits(self) -> ConsumerSpec:
         if len(self.backoff_s) > self.max_deliver:
             raise ValueError(f"consumer {self.durable}: more backoff steps than max_deliver")
-        if self.backoff_s and self.backoff_s[0] > self.ack_wait_s:
-            raise ValueError(f"consumer {self.durable}: first backoff step exceeds ack_wait")
+        # the server takes the first backoff step as the ack wait of the first delivery
+        if self.backoff_s and self.backoff_s[0] != self.ack_wait_s:
+            raise ValueError(
+                f"consumer {self.durable}: the first backoff step must equal ack_wait_s "
+                f"({self.backoff_s[0]} != {self.ack_wait_s}); the server uses it as the ack wait"
+            )
         return self
 
 
@@ -142,7 +146,7 @@ WORKER_RUNS = ConsumerSpec(
     filter_subjects=(s.JOB_RUN.wildcard(),),
     ack_wait_s=60.0,
     max_deliver=5,
-    backoff_s=(5.0, 30.0, 120.0, 600.0),
+    backoff_s=(60.0, 120.0, 300.0, 600.0),
     max_ack_pending=1000,
     description="Workers pull runs from here in batches",
 )
@@ -166,7 +170,7 @@ INCIDENT_ALERTS = ConsumerSpec(
     stream="ALERTS",
     durable="incident_engine_alerts",
     filter_subjects=(s.ALERT.wildcard(), s.SLA_BREACH.wildcard()),
-    backoff_s=(1.0, 5.0, 30.0),
+    backoff_s=(30.0, 60.0, 120.0),
     description="Alerts and breaches that open or update incidents",
 )
 

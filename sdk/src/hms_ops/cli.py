@@ -1,0 +1,141 @@
+"""The ``hms-ops`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .launch import LauncherName
+from .stack import Stack, StackError, UpOptions, run_up
+from .state import StatePaths, default_state_dir
+from .status import as_json, collect_status
+
+app = typer.Typer(
+    name="hms-ops",
+    help="hms-ops: an operations control plane for public-sector services.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+StateDir = Annotated[
+    Path | None,
+    typer.Option("--state-dir", envvar="HMS_STATE_DIR", help="Where the stack keeps its state."),
+]
+
+
+def _paths(state_dir: Path | None) -> StatePaths:
+    return StatePaths((state_dir or default_state_dir()).expanduser().resolve())
+
+
+def _uptime(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    return (
+        f"{s // 3600}h{s % 3600 // 60:02d}m{s % 60:02d}s"
+        if s >= 3600
+        else f"{s // 60}m{s % 60:02d}s"
+    )
+
+
+@app.command()
+def up(
+    state_dir: StateDir = None,
+    nats_port: Annotated[
+        int, typer.Option(envvar="HMS_NATS_PORT", help="NATS port on loopback.")
+    ] = 4222,
+    console_port: Annotated[
+        int, typer.Option(envvar="HMS_CONSOLE_PORT", help="Dashboard port.")
+    ] = 8700,
+    ready_timeout: Annotated[float, typer.Option(help="Seconds to wait for every service.")] = 30.0,
+    launcher: Annotated[
+        LauncherName,
+        typer.Option(help="fork: from a preloaded server (fast start); exec: fresh interpreters."),
+    ] = "fork",
+) -> None:
+    """Run the whole stack: embedded NATS and every service, supervised, until Ctrl-C."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    opts = UpOptions(
+        paths=_paths(state_dir),
+        nats_port=nats_port,
+        console_port=console_port,
+        ready_timeout_s=ready_timeout,
+        launcher=launcher,
+    )
+
+    def ready(stack: Stack) -> None:
+        info = stack.describe()
+        table = Table(title=f"hms-ops is up in {stack.ready_s:.1f}s", title_justify="left")
+        for col in ("service", "pid", "health", "url", "log"):
+            table.add_column(col)
+        for name, svc in info["services"].items():
+            ok = stack.healthy.get(name, False)
+            table.add_row(
+                name,
+                str(svc["pid"]),
+                "[green]ok[/]" if ok else "[red]not ready[/]",
+                svc["http_url"],
+                svc["log"],
+            )
+        console.print(table)
+        console.print(f"NATS       {info['nats_url']}   (state: {info['state_dir']})")
+        console.print(f"Dashboard  [bold]{info['dashboard_url']}[/]")
+        if all(stack.healthy.values()):
+            console.print("Press Ctrl-C to stop.")
+        else:
+            err.print("[red]some services did not become healthy; stopping. See their logs.[/]")
+
+    try:
+        code = asyncio.run(run_up(opts, ready))
+    except StackError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    if code == 0:
+        console.print("stopped; no process left behind.")
+    raise typer.Exit(code)
+
+
+@app.command()
+def status(
+    state_dir: StateDir = None,
+    as_json_: Annotated[
+        bool, typer.Option("--json", help="Print JSON instead of a table.")
+    ] = False,
+) -> None:
+    """Every service with version, instance, health and uptime; non-zero exit if any is not ok."""
+    try:
+        rows = asyncio.run(collect_status(_paths(state_dir)))
+    except StackError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    if as_json_:
+        print(as_json(rows))  # machine output: plain stdout, no markup
+    else:
+        table = Table()
+        for col in ("service", "state", "version", "instance", "health", "uptime", "leader"):
+            table.add_column(col)
+        for r in rows:
+            colour = "green" if r.ok else "red"
+            table.add_row(
+                r.service,
+                f"[{colour}]{r.state}[/]",
+                r.version or "-",
+                r.instance or "-",
+                r.health or "-",
+                _uptime(r.uptime_s),
+                "-" if r.leader is None else ("yes" if r.leader else "standby"),
+            )
+        console.print(table)
+    raise typer.Exit(0 if all(r.ok for r in rows) else 1)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,85 @@
+"""``hms-ops status``: every service as the registry sees it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+from hms_contracts import topology
+from hms_kit import is_stale, read_registry
+
+from .stack import StackError, admin_connect
+from .state import ADMIN_USER, StatePaths, read_stack_file
+
+
+@dataclass(frozen=True)
+class InstanceStatus:
+    """One row of the status table."""
+
+    service: str
+    state: str  # ok | unhealthy | stale | missing
+    version: str | None = None
+    instance: str | None = None
+    health: str | None = None
+    uptime_s: float | None = None
+    leader: bool | None = None
+    pid: int | None = None
+    http_url: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "ok"
+
+
+async def collect_status(
+    paths: StatePaths, heartbeat_interval_s: float = 2.0
+) -> list[InstanceStatus]:
+    """Ask the registry of the stack running from ``paths`` about every service."""
+    stack = read_stack_file(paths)
+    if stack is None:
+        raise StackError(
+            f"no stack is running from {paths.root} (no stack.json); start one with "
+            "`hms-ops up` or set HMS_STATE_DIR"
+        )
+    creds = json.loads(paths.credentials.read_text())
+    try:
+        nc = await admin_connect(stack["nats_url"], creds[ADMIN_USER])
+    except Exception as exc:
+        raise StackError(f"cannot reach the stack's NATS at {stack['nats_url']}: {exc}") from exc
+    try:
+        beats = await read_registry(nc.jetstream())
+    finally:
+        await nc.close()
+    now = datetime.now(UTC)
+    rows: list[InstanceStatus] = []
+    for name in topology.SERVICE_NAMES:
+        mine = [b for b in beats if b.service == name]
+        if not mine:
+            rows.append(InstanceStatus(service=name, state="missing"))
+            continue
+        for beat in mine:
+            if is_stale(beat, heartbeat_interval_s, now):
+                state = "stale"
+            elif beat.health != "ok":
+                state = "unhealthy"
+            else:
+                state = "ok"
+            rows.append(
+                InstanceStatus(
+                    service=name,
+                    state=state,
+                    version=beat.version,
+                    instance=beat.instance_id,
+                    health=beat.health,
+                    uptime_s=round((now - beat.started_at).total_seconds(), 1),
+                    leader=beat.leader,
+                    pid=beat.pid,
+                    http_url=beat.http_url,
+                )
+            )
+    return rows
+
+
+def as_json(rows: list[InstanceStatus]) -> str:
+    return json.dumps([asdict(r) for r in rows], indent=2)

@@ -26,8 +26,11 @@ Namespace = Annotated[
     AfterValidator(_check_namespace),
     Field(
         description="Agency system and environment, e.g. usds_unemployment or "
-        "usds_unemployment_staging; a subject token, so NATS permissions can confine a client to it",
+        "usds_unemployment_staging; a subject token, so NATS permissions can confine a "
+        "client to it",
         examples=["usds_unemployment"],
+        # documented in the schema; checked by _check_namespace, whose message is clearer
+        json_schema_extra={"pattern": _TOKEN.pattern},
     ),
 ]
 

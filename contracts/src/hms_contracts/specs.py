@@ -138,7 +138,16 @@ DLQ = StreamSpec(
     description="Messages no consumer could accept, with the reason in headers",
 )
 
-STREAMS: tuple[StreamSpec, ...] = (JOB_RUNS, JOB_EVENTS, METRICS, ALERTS, INCIDENTS, AUDIT, SCALE, DLQ)
+STREAMS: tuple[StreamSpec, ...] = (
+    JOB_RUNS,
+    JOB_EVENTS,
+    METRICS,
+    ALERTS,
+    INCIDENTS,
+    AUDIT,
+    SCALE,
+    DLQ,
+)
 
 WORKER_RUNS = ConsumerSpec(
     stream="JOB_RUNS",
@@ -174,7 +183,12 @@ INCIDENT_ALERTS = ConsumerSpec(
     description="Alerts and breaches that open or update incidents",
 )
 
-CONSUMERS: tuple[ConsumerSpec, ...] = (WORKER_RUNS, EVALUATOR_METRICS, EVALUATOR_JOBS, INCIDENT_ALERTS)
+CONSUMERS: tuple[ConsumerSpec, ...] = (
+    WORKER_RUNS,
+    EVALUATOR_METRICS,
+    EVALUATOR_JOBS,
+    INCIDENT_ALERTS,
+)
 
 LEASES = KVSpec(
     bucket="hms_leases",

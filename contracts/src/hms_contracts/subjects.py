@@ -126,9 +126,9 @@ def matches(pattern: str, subject: str) -> bool:
     """
     want = pattern.split(".")
     have = subject.split(".")
-    for i, token in enumerate(want):
-        if token == ">":
+    for i, part in enumerate(want):
+        if part == ">":
             return i == len(want) - 1 and len(have) > i
-        if i >= len(have) or (token != "*" and token != have[i]):
+        if i >= len(have) or part not in ("*", have[i]):
             return False
     return len(have) == len(want)

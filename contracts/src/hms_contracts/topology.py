@@ -90,9 +90,14 @@ SERVICES: tuple[ServiceSpec, ...] = (
         singleton=False,
         reads=tuple(spec.name for spec in specs.STREAMS),
         subscribes=(
-            s.METRIC.wildcard(), s.ALERT.wildcard(), s.SLA_BREACH.wildcard(),
-            s.INCIDENT.wildcard(), s.INCIDENT_CLOSED.wildcard(), s.JOB_EVENT.wildcard(),
-            s.SCALE.wildcard(), s.HEARTBEAT.wildcard(),
+            s.METRIC.wildcard(),
+            s.ALERT.wildcard(),
+            s.SLA_BREACH.wildcard(),
+            s.INCIDENT.wildcard(),
+            s.INCIDENT_CLOSED.wildcard(),
+            s.JOB_EVENT.wildcard(),
+            s.SCALE.wildcard(),
+            s.HEARTBEAT.wildcard(),
         ),
     ),
 )

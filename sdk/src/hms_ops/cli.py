@@ -14,7 +14,7 @@ from rich.table import Table
 from .launch import LauncherName
 from .stack import Stack, StackError, UpOptions, run_up
 from .state import StatePaths, default_state_dir
-from .status import as_json, collect_status
+from .status import all_ok, as_json, collect_status
 
 app = typer.Typer(
     name="hms-ops",
@@ -56,6 +56,9 @@ def up(
         int, typer.Option(envvar="HMS_CONSOLE_PORT", help="Dashboard port.")
     ] = 8700,
     ready_timeout: Annotated[float, typer.Option(help="Seconds to wait for every service.")] = 30.0,
+    heartbeat_interval: Annotated[
+        float, typer.Option(help="Seconds between service heartbeats.", min=0.1)
+    ] = 2.0,
     launcher: Annotated[
         LauncherName,
         typer.Option(help="fork: from a preloaded server (fast start); exec: fresh interpreters."),
@@ -69,6 +72,7 @@ def up(
         console_port=console_port,
         ready_timeout_s=ready_timeout,
         launcher=launcher,
+        heartbeat_interval_s=heartbeat_interval,
     )
 
     def ready(stack: Stack) -> None:
@@ -134,7 +138,7 @@ def status(
                 "-" if r.leader is None else ("yes" if r.leader else "standby"),
             )
         console.print(table)
-    raise typer.Exit(0 if all(r.ok for r in rows) else 1)
+    raise typer.Exit(0 if all_ok(rows) else 1)
 
 
 def main() -> None:

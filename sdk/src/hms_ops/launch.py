@@ -57,7 +57,7 @@ class ExecLauncher:
     """``python -m <module>`` in a new interpreter."""
 
     async def start(self, module: str, env: Mapping[str, str], log_path: Path) -> Running:
-        with open(log_path, "ab") as out:
+        with open(log_path, "ab") as out:  # noqa: ASYNC230 - a local append-only log
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",

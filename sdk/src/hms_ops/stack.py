@@ -20,6 +20,7 @@ from hms_kit.natsserver import NatsServer, free_port
 from hms_kit.settings import env_prefix
 from nats.aio.client import Client
 
+from .launch import LauncherName, launcher
 from .state import (
     ADMIN_USER,
     StatePaths,
@@ -28,7 +29,6 @@ from .state import (
     read_stack_file,
     write_stack_file,
 )
-from .launch import LauncherName, launcher
 from .supervisor import Child, Supervisor
 
 log = logging.getLogger(__name__)
@@ -175,7 +175,8 @@ class Stack:
                     await asyncio.to_thread(self.server.restart)
 
     def describe(self) -> dict[str, Any]:
-        assert self.server is not None and self.supervisor is not None
+        assert self.server is not None
+        assert self.supervisor is not None
         return {
             "pid": os.getpid(),
             "state_dir": str(self.opts.paths.root),
@@ -183,6 +184,7 @@ class Stack:
             "nats_pid": self.server.pid,
             "started_at": self.started_at.isoformat(),
             "ready_s": self.ready_s,
+            "heartbeat_interval_s": self.opts.heartbeat_interval_s,
             "dashboard_url": self.supervisor.children["console"].http_url,
             "services": {
                 c.name: {"pid": c.pid, "http_url": c.http_url, "log": str(c.log_path)}

@@ -32,9 +32,7 @@ class InstanceStatus:
         return self.state == "ok"
 
 
-async def collect_status(
-    paths: StatePaths, heartbeat_interval_s: float = 2.0
-) -> list[InstanceStatus]:
+async def collect_status(paths: StatePaths) -> list[InstanceStatus]:
     """Ask the registry of the stack running from ``paths`` about every service."""
     stack = read_stack_file(paths)
     if stack is None:
@@ -43,6 +41,7 @@ async def collect_status(
             "`hms-ops up` or set HMS_STATE_DIR"
         )
     creds = json.loads(paths.credentials.read_text())
+    heartbeat_interval_s = float(stack.get("heartbeat_interval_s", 2.0))
     try:
         nc = await admin_connect(stack["nats_url"], creds[ADMIN_USER])
     except Exception as exc:
@@ -79,6 +78,18 @@ async def collect_status(
                 )
             )
     return rows
+
+
+def all_ok(rows: list[InstanceStatus]) -> bool:
+    """Every service has an instance that beats and is healthy, and none beats unhealthy.
+
+    A stale row beside a healthy one is an instance that died and was replaced (killed
+    instances cannot deregister; their entry lapses with the registry's TTL): shown, not failed.
+    """
+    services = {r.service for r in rows}
+    return all(any(r.ok for r in rows if r.service == s) for s in services) and not any(
+        r.state == "unhealthy" for r in rows
+    )
 
 
 def as_json(rows: list[InstanceStatus]) -> str:

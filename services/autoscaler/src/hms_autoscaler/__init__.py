@@ -1,4 +1,6 @@
-"""hms-ops autoscaler: Adds and removes workers by queue depth through a backend (local processes, containers, Kubernetes)."""
+"""hms-ops autoscaler: Adds and removes workers by queue depth through a backend (local processes,
+containers, Kubernetes).
+"""
 
 from importlib.metadata import version
 

@@ -1,4 +1,6 @@
-"""The autoscaler's decisions as pure functions, without I/O: how many workers each queue needs (min/max, stabilization, scale to zero)."""
+"""The autoscaler's decisions as pure functions, without I/O: how many workers each queue needs
+(min/max, stabilization, scale to zero).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""The evaluator's decisions as pure functions, without I/O: whether promises hold: rules, SLOs and job deadlines."""
+"""The evaluator's decisions as pure functions, without I/O: whether promises hold: rules, SLOs and
+job deadlines.
+"""
 
 from __future__ import annotations
 

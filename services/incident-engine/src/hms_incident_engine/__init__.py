@@ -1,4 +1,6 @@
-"""hms-ops incident-engine: Opens incidents, runs playbooks, escalates, keeps the tamper-evident audit log."""
+"""hms-ops incident-engine: Opens incidents, runs playbooks, escalates, keeps the tamper-evident
+audit log.
+"""
 
 from importlib.metadata import version
 

@@ -1,4 +1,6 @@
-"""The incident-engine's decisions as pure functions, without I/O: what to do about an alert or breach."""
+"""The incident-engine's decisions as pure functions, without I/O: what to do about an alert or
+breach.
+"""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class DeadLetterMiddleware(BaseMiddleware):  # type: ignore[type-arg]
+class DeadLetterMiddleware(BaseMiddleware):
     """An invalid payload goes to ``dlq.<subject>`` with the reason and is termed.
 
     The consumer never sees it again and never crashes on it; every other error follows the

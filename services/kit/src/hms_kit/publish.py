@@ -14,7 +14,8 @@ from opentelemetry import propagate
 class Routable(Protocol):
     """An event that knows its subject (every model in the contracts catalogue)."""
 
-    event_id: str
+    @property
+    def event_id(self) -> str: ...
 
     def subject(self) -> str: ...
 

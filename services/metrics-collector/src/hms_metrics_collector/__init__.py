@@ -1,4 +1,6 @@
-"""hms-ops metrics-collector: Scrapes Prometheus /metrics endpoints and takes samples pushed by the SDK."""
+"""hms-ops metrics-collector: Scrapes Prometheus /metrics endpoints and takes samples pushed by the
+SDK.
+"""
 
 from importlib.metadata import version
 

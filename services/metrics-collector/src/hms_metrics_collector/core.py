@@ -1,4 +1,6 @@
-"""The metrics-collector's decisions as pure functions, without I/O: what was measured, batched for the bus."""
+"""The metrics-collector's decisions as pure functions, without I/O: what was measured, batched for
+the bus.
+"""
 
 from __future__ import annotations
 

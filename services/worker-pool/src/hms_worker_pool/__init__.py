@@ -1,4 +1,6 @@
-"""hms-ops worker-pool: Pulls runs from durable JetStream work queues, reports progress, retries, dead-letters."""
+"""hms-ops worker-pool: Pulls runs from durable JetStream work queues, reports progress, retries,
+dead-letters.
+"""
 
 from importlib.metadata import version
 

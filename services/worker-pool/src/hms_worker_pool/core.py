@@ -1,4 +1,6 @@
-"""The worker-pool's decisions as pure functions, without I/O: how a work item's attempt ends: completed, retried or dead-lettered."""
+"""The worker-pool's decisions as pure functions, without I/O: how a work item's attempt ends:
+completed, retried or dead-lettered.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,39 @@
+# hms-ops tasks. Run `uv run just` to list them.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+[private]
+default:
+    @just --list
+
+[doc("Run the whole stack: embedded NATS and every service, supervised (Ctrl-C stops it)")]
+up *args:
+    uv run hms-ops up {{args}}
+
+[doc("Lint, type-check, then run every test (the README's test command)")]
+test *args: lint typecheck
+    uv run pytest {{args}}
+
+[doc("Run the tests only, without lint and type-check")]
+pytest *args:
+    uv run pytest {{args}}
+
+[doc("Ruff lint and format check")]
+lint:
+    uv run ruff check .
+    uv run ruff format --check .
+
+[doc("mypy --strict with the pydantic plugin over every package, its tests and the benchmarks")]
+typecheck:
+    uv run mypy contracts sdk services bench tests conftest.py
+
+[doc("Benchmarks: one JSON object per line, raw NATS baselines measured in the same run")]
+bench *args:
+    uv run python bench/run.py {{args}}
+
+[doc("Generate docs/asyncapi.yaml, JSON Schemas and infra/nats/permissions.json from the contracts")]
+docs:
+    uv run python -m hms_contracts.docs
+
+[doc("Lint, type-check and test: what CI runs")]
+check: lint typecheck test

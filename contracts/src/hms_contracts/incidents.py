@@ -1,0 +1,188 @@
+"""Incident lifecycle and audit events (re-exported by :mod:`hms_contracts.events`)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import ClassVar, Literal, Self
+
+from pydantic import AwareDatetime, Field, ValidationInfo, model_validator
+
+from . import subjects
+from .bus import BusEvent, is_draft
+from .fields import Fingerprint, Labels, LongText, NonNegative, Severity, Sha256Hex, Slug, Text
+from .subjects import Family
+
+IncidentStatus = Literal["open", "acknowledged", "mitigating", "monitoring"]
+
+GENESIS_HASH = "0" * 64
+"""``prev_hash`` of the first audit record of a namespace."""
+
+
+class _IncidentFacts(BusEvent):
+    family: ClassVar[Family] = subjects.INCIDENT
+
+    incident_id: Slug = Field(description="Id of the incident, stable for its lifetime")
+
+
+class IncidentOpened(_IncidentFacts):
+    """An alert or breach with no open incident opened one."""
+
+    event_type: ClassVar[str | None] = "opened"
+
+    title: Text = Field(description="What is wrong, one line")
+    severity: Severity = Field(description="info, warning or critical")
+    cause: Literal["alert", "sla_breach", "manual"] = Field(
+        description="What opened it: an alert, an SLA breach, or a person"
+    )
+    cause_event_id: str | None = Field(
+        default=None, min_length=1, description="event_id of the alert or breach that opened it"
+    )
+    fingerprint: Fingerprint | None = Field(
+        default=None, description="Alert fingerprint the incident groups, when cause is alert"
+    )
+    playbook: Slug | None = Field(default=None, description="Playbook that will run, if any")
+    labels: Labels = Field(default_factory=dict, description="Labels copied from the cause")
+
+    def natural_key(self) -> tuple[object, ...]:
+        """An incident opens once."""
+        return (self.namespace, "incident", self.incident_id, self.event_type)
+
+
+class IncidentUpdated(_IncidentFacts):
+    """Something changed on an open incident: status, severity, a note, a re-fire."""
+
+    event_type: ClassVar[str | None] = "updated"
+
+    revision: int = Field(ge=1, description="Revision of the incident after this change")
+    status: IncidentStatus = Field(description="Status after the change")
+    severity: Severity = Field(description="Severity after the change")
+    actor: Text = Field(description="Who changed it: a user, or a service name")
+    note: Text | None = Field(default=None, description="What changed and why, for the timeline")
+
+    def natural_key(self) -> tuple[object, ...]:
+        """One update per revision."""
+        return (self.namespace, "incident", self.incident_id, self.event_type, self.revision)
+
+
+class IncidentStepRan(_IncidentFacts):
+    """A playbook step ran as an argv list (no shell), with capped output."""
+
+    event_type: ClassVar[str | None] = "step_ran"
+
+    playbook: Slug = Field(description="Playbook the step belongs to")
+    step_index: int = Field(ge=0, description="Position of the step in the playbook, from 0")
+    attempt: int = Field(default=1, ge=1, description="Attempt of this step, 1 for the first")
+    argv: tuple[Text, ...] = Field(
+        min_length=1, description="Program and arguments as run, secrets masked"
+    )
+    status: Literal["succeeded", "failed", "timed_out", "skipped"] = Field(
+        description="succeeded (exit 0), failed, timed_out (killed) or skipped"
+    )
+    exit_code: int | None = Field(
+        default=None, description="Exit status; None when the step did not exit by itself"
+    )
+    output: LongText = Field(default="", description="Combined stdout and stderr, capped")
+    output_truncated: bool = Field(default=False, description="Whether output was cut at the cap")
+    duration_s: NonNegative = Field(description="Wall time of the step, seconds")
+
+    @model_validator(mode="after")
+    def _status_agrees_with_exit(self) -> Self:
+        if self.status == "succeeded" and self.exit_code != 0:
+            raise ValueError(f"status succeeded needs exit_code 0, got {self.exit_code}")
+        return self
+
+    def natural_key(self) -> tuple[object, ...]:
+        """One result per step attempt."""
+        key = (self.incident_id, self.event_type, self.step_index, self.attempt)
+        return (self.namespace, "incident", *key)
+
+
+class IncidentEscalated(_IncidentFacts):
+    """The incident went to people: an e-mail to on-call or a human-in-the-loop ticket."""
+
+    event_type: ClassVar[str | None] = "escalated"
+
+    level: int = Field(ge=1, description="Escalation level reached, 1 for the first")
+    channel: Literal["email", "ticket"] = Field(description="How: email or ticket")
+    target: Text = Field(description="E-mail address or ticket queue it went to")
+    reference: Text | None = Field(
+        default=None, description="Message id or ticket number, when the channel returned one"
+    )
+
+    def natural_key(self) -> tuple[object, ...]:
+        """One escalation per level, channel and target."""
+        key = (self.incident_id, self.event_type, self.level, self.channel, self.target)
+        return (self.namespace, "incident", *key)
+
+
+class IncidentClosed(BusEvent):
+    """The incident is over; published on ``incident.closed.<ns>``."""
+
+    family: ClassVar[Family] = subjects.INCIDENT_CLOSED
+
+    incident_id: Slug = Field(description="Id of the incident")
+    resolution: Literal["resolved", "auto_resolved", "false_positive", "duplicate"] = Field(
+        description="resolved (by people or a playbook), auto_resolved (the alert cleared), "
+        "false_positive or duplicate"
+    )
+    summary: Text | None = Field(default=None, description="How it ended, for the timeline")
+    closed_by: Text = Field(description="Who closed it: a user, or a service name")
+    opened_at: AwareDatetime = Field(description="When it was opened, for time-to-resolve")
+
+    def natural_key(self) -> tuple[object, ...]:
+        """An incident closes once."""
+        return (self.namespace, "incident", self.incident_id, "closed")
+
+
+class AuditRecorded(BusEvent):
+    """An entry in a namespace's tamper-evident, hash-chained audit log.
+
+    ``hash`` is the SHA-256 of the record's canonical JSON (every field but ``event_id``
+    and ``hash``), and covers ``prev_hash``, so changing any record breaks the chain.
+    Build records with AuditRecorded.chain().
+    """
+
+    family: ClassVar[Family] = subjects.AUDIT
+    event_type: ClassVar[str | None] = "recorded"
+
+    sequence: int = Field(ge=1, description="Position in the namespace's chain, from 1")
+    actor: Text = Field(description="Who acted: a user, or a service name")
+    action: Slug = Field(description="What was done, e.g. playbook.step_ran, incident.ack")
+    target: Text = Field(description="What it was done to, e.g. an incident id")
+    detail: dict[str, str] = Field(default_factory=dict, description="Particulars, masked")
+    prev_hash: Sha256Hex = Field(description="hash of the previous record (64 zeros for the first)")
+    hash: Sha256Hex = Field(description="SHA-256 hex of this record's canonical JSON")
+
+    @model_validator(mode="after")
+    def _hash_holds(self, info: ValidationInfo) -> Self:
+        if (self.sequence == 1) != (self.prev_hash == GENESIS_HASH):
+            raise ValueError("prev_hash is 64 zeros exactly for the record with sequence 1")
+        if not is_draft(info) and self.hash != self.computed_hash():
+            raise ValueError("hash does not match the record's content: the record was altered")
+        return self
+
+    def computed_hash(self) -> str:
+        """SHA-256 hex of the canonical JSON of every field but event_id and hash."""
+        body = self.model_dump(mode="json", exclude={"event_id", "hash"})
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def natural_key(self) -> tuple[object, ...]:
+        """One record per position in the chain."""
+        return (self.namespace, "audit", self.sequence)
+
+    @classmethod
+    def chain(cls, previous: AuditRecorded | None, **fields: object) -> AuditRecorded:
+        """The record following ``previous`` (None for the first): sequence, prev_hash,
+        hash and event_id are filled in; pass namespace, occurred_at, actor, action, target
+        and optionally detail."""
+        links = {"sequence": 1, "prev_hash": GENESIS_HASH}
+        if previous is not None:
+            links = {"sequence": previous.sequence + 1, "prev_hash": previous.hash}
+        return cls.create(**fields, **links, hash=GENESIS_HASH)
+
+    def _finish(self) -> Self:
+        return self.model_copy(
+            update={"event_id": self.expected_event_id(), "hash": self.computed_hash()}
+        )

@@ -1,0 +1,62 @@
+"""The public surface of hms_contracts is deliberate: everything public is in __all__."""
+
+from __future__ import annotations
+
+import types
+
+import hms_contracts
+
+PUBLIC_MODULES = {"events", "specs", "subjects", "topology"}
+
+
+def test_all_is_pinned() -> None:
+    assert hms_contracts.__all__ == [
+        "CATALOGUE",
+        "SYSTEM_NAMESPACE",
+        "AlertFiring",
+        "AlertResolved",
+        "AuditRecorded",
+        "BusEvent",
+        "Event",
+        "IncidentClosed",
+        "IncidentEscalated",
+        "IncidentOpened",
+        "IncidentStepRan",
+        "IncidentUpdated",
+        "MetricSample",
+        "MetricSampleBatch",
+        "Namespace",
+        "RunCompleted",
+        "RunDeadLettered",
+        "RunFailed",
+        "RunProgressed",
+        "RunScheduled",
+        "RunStarted",
+        "ScaleDecided",
+        "ServiceHeartbeat",
+        "SlaBreached",
+        "SubjectError",
+        "decode",
+        "deterministic_id",
+        "event_for_subject",
+        "events",
+        "run_id_for",
+        "specs",
+        "subjects",
+        "topology",
+    ]
+
+
+def test_all_imports_are_exported() -> None:
+    public = {
+        name
+        for name, value in vars(hms_contracts).items()
+        if not name.startswith("_")
+        and (not isinstance(value, types.ModuleType) or name in PUBLIC_MODULES)
+    }
+    assert public == set(hms_contracts.__all__)
+
+
+def test_every_catalogued_event_is_exported() -> None:
+    for model in hms_contracts.CATALOGUE:
+        assert getattr(hms_contracts, model.__name__) is model

@@ -1,0 +1,239 @@
+"""``hms-ops up`` and ``hms-ops status`` as a user runs them: real processes, real NATS."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hms_contracts.topology import SERVICE_NAMES
+from hms_kit.natsserver import free_port
+
+pytestmark = pytest.mark.slow
+
+READY_LIMIT_S = 5.0
+
+
+@dataclass
+class RunningStack:
+    proc: subprocess.Popen[bytes]
+    state_dir: Path
+    output: Path
+
+    @property
+    def info(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((self.state_dir / "stack.json").read_text())
+        return data
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "HMS_STATE_DIR": str(self.state_dir)}
+
+    def status(self) -> tuple[int, list[dict[str, Any]]]:
+        out = subprocess.run(
+            [sys.executable, "-m", "hms_ops", "status", "--json"],
+            env=self.env(),
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+        rows: list[dict[str, Any]] = json.loads(out.stdout) if out.stdout.strip() else []
+        return out.returncode, rows
+
+    def log(self) -> str:
+        return self.output.read_text(errors="replace")
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (read from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_for(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def start_stack(tmp: Path, *extra: str) -> RunningStack:
+    state = tmp / "state"
+    output = tmp / "up.out"
+    with open(output, "wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "hms_ops",
+                "up",
+                "--nats-port",
+                str(free_port()),
+                "--console-port",
+                str(free_port()),
+                "--heartbeat-interval",
+                "0.3",
+                *extra,
+            ],
+            env={**os.environ, "HMS_STATE_DIR": str(state), "COLUMNS": "200"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    stack = RunningStack(proc, state, output)
+    wait_for(
+        lambda: (state / "stack.json").exists() or proc.poll() is not None, 40, "the stack to start"
+    )
+    assert proc.poll() is None, f"hms-ops up exited early:\n{stack.log()}"
+    return stack
+
+
+def stop_stack(stack: RunningStack) -> None:
+    if stack.proc.poll() is None:
+        stack.proc.send_signal(signal.SIGINT)
+        try:
+            stack.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            stack.proc.kill()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    running = start_stack(tmp_path_factory.mktemp("stack"))
+    yield running
+    stop_stack(running)
+
+
+def test_up_brings_every_service_healthy_within_five_seconds(stack: RunningStack) -> None:
+    info = stack.info
+    assert set(info["services"]) == set(SERVICE_NAMES)
+    assert info["ready_s"] <= READY_LIMIT_S, f"ready in {info['ready_s']:.2f}s"
+    text = stack.log()
+    assert "hms-ops is up in" in text
+    assert info["dashboard_url"] in text, "the dashboard URL is printed"
+    for svc in info["services"].values():
+        assert Path(svc["log"]).exists(), "every service logs to its own file"
+
+
+def test_status_reports_every_service_with_version_instance_health_and_uptime(
+    stack: RunningStack,
+) -> None:
+    code, rows = stack.status()
+    assert code == 0, rows
+    assert {r["service"] for r in rows} == set(SERVICE_NAMES)
+    for row in rows:
+        assert row["state"] == "ok"
+        assert row["version"] == "0.1.0"
+        assert row["instance"]
+        assert row["uptime_s"] >= 0
+    leaders = {r["service"]: r["leader"] for r in rows}
+    assert leaders["scheduler"] is True
+    assert leaders["worker-pool"] is None
+
+
+def test_supervisor_restarts_a_service_killed_with_sigkill(stack: RunningStack) -> None:
+    victim = "evaluator"
+    _, before = stack.status()
+    old = next(r for r in before if r["service"] == victim)
+    os.kill(old["pid"], signal.SIGKILL)
+
+    def replaced() -> bool:
+        _, rows = stack.status()
+        mine = [r for r in rows if r["service"] == victim and r["state"] == "ok"]
+        return any(r["pid"] != old["pid"] for r in mine)
+
+    wait_for(replaced, 20, f"a new {victim} instance")
+    assert f"{victim} exited with -9" in stack.log()
+
+
+def test_status_exits_non_zero_when_a_service_stops_beating(stack: RunningStack) -> None:
+    _, rows = stack.status()
+    console = next(r for r in rows if r["service"] == "console")
+    os.kill(console["pid"], signal.SIGSTOP)
+    try:
+
+        def flagged() -> bool:
+            code, rows = stack.status()
+            states = {r["service"]: r["state"] for r in rows}
+            return code == 1 and states["console"] == "stale"
+
+        wait_for(flagged, 10, "status to flag the silent console")
+    finally:
+        os.kill(console["pid"], signal.SIGCONT)
+    wait_for(lambda: stack.status()[0] == 0, 10, "the console to recover")
+
+
+def test_status_without_a_stack_says_so(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "hms_ops", "status"],
+        env={**os.environ, "HMS_STATE_DIR": str(tmp_path)},
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert out.returncode == 2
+    assert b"no stack is running" in out.stderr
+
+
+def test_up_refuses_a_taken_nats_port_with_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = subprocess.run(
+            [sys.executable, "-m", "hms_ops", "up", "--nats-port", str(port)],
+            env={**os.environ, "HMS_STATE_DIR": str(tmp_path)},
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+    assert out.returncode == 2
+    assert f"nats-server did not start on 127.0.0.1:{port}".encode() in out.stderr
+
+
+@pytest.mark.parametrize("launcher", ["fork", "exec"])
+def test_ctrl_c_stops_everything_and_leaves_no_process(tmp_path: Path, launcher: str) -> None:
+    running = start_stack(tmp_path, "--launcher", launcher)
+    pids = descendants(running.proc.pid)
+    info = running.info
+    service_pids = {s["pid"] for s in info["services"].values()}
+    assert service_pids <= pids
+    assert info["nats_pid"] in pids
+    running.proc.send_signal(signal.SIGINT)
+    assert running.proc.wait(30) == 0, running.log()
+    wait_for(lambda: not any(alive(p) for p in pids), 5, "every child to be gone")
+    assert "no process left behind" in running.log()
+    assert not (running.state_dir / "stack.json").exists()

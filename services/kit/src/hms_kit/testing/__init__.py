@@ -1,0 +1,24 @@
+"""Test support for hms-ops: real nats-server, service subprocesses, waiting with deadlines.
+
+The pytest fixtures live in :mod:`hms_kit.testing.plugin`.
+"""
+
+from .kits import running
+from .plugin import connect
+from .processes import ServiceLauncher, ServiceProcess, ServiceStartError
+from .servers import ContainerNats, ExternalNats, LocalNats, NatsHandle, open_nats
+from .waiting import wait_until
+
+__all__ = [
+    "ContainerNats",
+    "ExternalNats",
+    "LocalNats",
+    "NatsHandle",
+    "ServiceLauncher",
+    "ServiceProcess",
+    "ServiceStartError",
+    "connect",
+    "open_nats",
+    "running",
+    "wait_until",
+]

@@ -1,0 +1,120 @@
+"""A test-only service for the kit's fault tests: ``python -m hms_kit.testing.probe``.
+
+It runs as ``worker-pool`` (a topology name, so the kit accepts it) and consumes ``JOB_RUNS``
+with a :class:`~hms_kit.BatchConsumer`: each message must be a :class:`ProbeItem`; each batch
+is written to a real SQLite file (``<STATE_DIR>/probe.sqlite3``) in one transaction, with a
+UNIQUE ``event_id``, committed before the kit acks. Its durable (:data:`PROBE_RUNS`) has a short
+``ack_wait`` so that a killed probe's in-flight messages come back within seconds.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+from hms_contracts import specs, subjects
+from hms_contracts.base import Event
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from hms_kit.consumer import BatchConsumer, Delivery
+from hms_kit.provision import ensure_consumer, ensure_stream
+from hms_kit.service import ServiceKit, run_service
+from hms_kit.settings import ServiceSettings
+
+SERVICE = "worker-pool"
+QUEUE = "probe_q"
+PROBE_RUNS = specs.ConsumerSpec(
+    stream=specs.JOB_RUNS.name,
+    durable="kit_probe",
+    filter_subjects=(subjects.JOB_RUN.wildcard(),),
+    ack_wait_s=1.0,
+    max_deliver=5,
+    backoff_s=(1.0, 2.0),
+    max_ack_pending=1000,
+    description="The kit probe's work items (short ack_wait: fault tests redeliver quickly)",
+)
+
+
+class ProbeItem(Event):
+    """One work item for the probe."""
+
+    item: int = Field(description="A number; the probe stores the event id, nothing else")
+
+    def subject(self) -> str:
+        return subjects.JOB_RUN.subject(self.namespace, QUEUE)
+
+
+class ProbeSettings(ServiceSettings):
+    """The probe reads the worker pool's environment."""
+
+    model_config = SettingsConfigDict(env_prefix="HMS_WORKER_POOL_", extra="ignore", frozen=True)
+
+
+def database_path(state_dir: Path) -> Path:
+    return state_dir / "probe.sqlite3"
+
+
+class ProbeStore:
+    """The probe's projection: which event ids took effect, each exactly once."""
+
+    def __init__(self, path: Path) -> None:
+        self.db = sqlite3.connect(path)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("CREATE TABLE IF NOT EXISTS done (event_id TEXT PRIMARY KEY, item INT)")
+        self.db.commit()
+
+    def record(self, batch: Sequence[Delivery[ProbeItem]]) -> None:
+        with self.db:  # one transaction per batch, committed on leaving the block
+            self.db.executemany(
+                "INSERT OR IGNORE INTO done (event_id, item) VALUES (?, ?)",
+                [(d.event.event_id, d.event.item) for d in batch],
+            )
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def read_done(path: Path) -> list[str]:
+    """Every event id the probe committed (a test's view of the SQLite file)."""
+    if not path.exists():
+        return []
+    db = sqlite3.connect(path)
+    try:
+        return [row[0] for row in db.execute("SELECT event_id FROM done")]
+    finally:
+        db.close()
+
+
+async def consume(kit: ServiceKit) -> None:
+    # as the scheduler would, make sure the work queue exists before pulling from it
+    await ensure_stream(kit.js, specs.JOB_RUNS)
+    await ensure_consumer(kit.js, PROBE_RUNS)
+    store = ProbeStore(database_path(kit.settings.state_dir))
+
+    async def handle(batch: Sequence[Delivery[ProbeItem]]) -> None:
+        store.record(batch)
+
+    try:
+        await BatchConsumer(
+            kit.nc,
+            PROBE_RUNS,
+            ProbeItem,
+            handle,
+            inbox_prefix=kit.inbox_prefix,
+            metrics=kit.metrics,
+        ).run()
+    finally:
+        store.close()
+
+
+def create_kit(settings: ServiceSettings | None = None) -> ServiceKit:
+    kit = ServiceKit(SERVICE, settings or ProbeSettings(), version="probe", tasks=(consume,))
+    # a work-queue stream allows one consumer per subject: the probe's replaces worker_pool
+    kit.spec = kit.spec.model_copy(update={"consumers": ()})
+    return kit
+
+
+if __name__ == "__main__":
+    run_service(create_kit)

@@ -42,20 +42,25 @@ async def publish(js: JetStreamContext, event: Routable, *, timeout: float = 5.0
 
 
 async def publish_many(
-    js: JetStreamContext, events: Iterable[Routable], *, window: int = 256, timeout: float = 5.0
+    js: JetStreamContext, events: Iterable[Routable], *, window: int = 1000, timeout: float = 10.0
 ) -> list[PubAck]:
-    """Publish many events with pipelined acks: never one awaited ack per item."""
+    """Publish many events with pipelined acks (``publish_async``), never one awaited ack per
+    item; raises if JetStream refuses any of them (the ones before it are stored)."""
     acks: list[PubAck] = []
-    batch: list[Routable] = []
+    pending: list[asyncio.Future[PubAck]] = []
 
-    async def flush() -> None:
-        acks.extend(await asyncio.gather(*(publish(js, e, timeout=timeout) for e in batch)))
-        batch.clear()
+    async def settle() -> None:
+        acks.extend(await asyncio.wait_for(asyncio.gather(*pending), timeout))
+        pending.clear()
 
     for event in events:
-        batch.append(event)
-        if len(batch) >= window:
-            await flush()
-    if batch:
-        await flush()
+        pending.append(
+            await js.publish_async(
+                event.subject(), event.model_dump_json().encode(), headers=headers_for(event)
+            )
+        )
+        if len(pending) >= window:
+            await settle()
+    if pending:
+        await settle()
     return acks

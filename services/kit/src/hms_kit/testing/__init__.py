@@ -4,6 +4,7 @@ The pytest fixtures live in :mod:`hms_kit.testing.plugin`.
 """
 
 from .kits import running
+from .metrics import metric_value
 from .plugin import connect
 from .processes import ServiceLauncher, ServiceProcess, ServiceStartError
 from .servers import ContainerNats, ExternalNats, LocalNats, NatsHandle, open_nats
@@ -18,6 +19,7 @@ __all__ = [
     "ServiceProcess",
     "ServiceStartError",
     "connect",
+    "metric_value",
     "open_nats",
     "running",
     "wait_until",

@@ -20,6 +20,8 @@ import aiohttp
 from hms_kit.natsserver import free_port
 from hms_kit.settings import env_prefix
 
+from .metrics import metric_value
+
 LOG_TAIL_LINES = 40
 
 
@@ -94,6 +96,10 @@ class ServiceProcess:
         ):
             assert resp.status == 200, f"/metrics answered {resp.status}"
             return await resp.text()
+
+    async def metric(self, sample: str) -> float:
+        """The value of one sample (summed over its labels) on ``/metrics``."""
+        return metric_value(await self.metrics_text(), sample)
 
     async def wait_healthy(self, timeout: float = 20.0) -> dict[str, Any]:
         """Wait until ``/healthz`` answers 200; fail with the log tail if it does not."""

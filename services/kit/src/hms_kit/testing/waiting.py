@@ -6,19 +6,41 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar, overload
 
 T = TypeVar("T")
 
 
+@overload
 async def wait_until(
-    predicate: Callable[[], T | Awaitable[T]],
+    predicate: Callable[[], Awaitable[T | None]],
+    timeout: float = ...,
+    interval: float = ...,
+    *,
+    message: str = ...,
+) -> T: ...
+
+
+@overload
+async def wait_until(
+    predicate: Callable[[], T | None],
+    timeout: float = ...,
+    interval: float = ...,
+    *,
+    message: str = ...,
+) -> T: ...
+
+
+async def wait_until(
+    predicate: Callable[[], Any],
     timeout: float = 10.0,
     interval: float = 0.05,
     *,
     message: str = "",
-) -> T:
+) -> Any:
     """Call ``predicate`` (sync or async) until it returns something truthy; return that.
+
+    A predicate that returns ``X | None`` gives an ``X``: the value is never None once truthy.
 
     On timeout, raise ``AssertionError`` naming what was awaited, the last value seen and the
     last exception the predicate raised, so a failing test says why it failed.

@@ -1,0 +1,55 @@
+"""The lease: one holder, compare-and-swap renewal, failover when it lapses or is released."""
+
+from __future__ import annotations
+
+import time
+
+from hms_contracts.specs import KVSpec
+from hms_kit import Lease, ensure_bucket
+from hms_kit.testing import wait_until
+from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
+
+TEST_LEASES = KVSpec(bucket="test_leases", ttl_s=1.0)
+
+
+async def lease_bucket(js: JetStreamContext) -> KeyValue:
+    await ensure_bucket(js, TEST_LEASES)
+    return await js.key_value(TEST_LEASES.bucket)
+
+
+async def test_lease_allows_one_holder_and_fails_over_when_it_lapses(
+    js: JetStreamContext,
+) -> None:
+    kv = await lease_bucket(js)
+    old, standby = Lease(kv, "evaluator", "old"), Lease(kv, "evaluator", "standby")
+    assert await old.try_acquire()
+    assert not await standby.try_acquire()
+    assert await old.try_acquire(), "the holder renews by compare-and-swap"
+    assert await standby.holder_now() == "old"
+
+    renewed_at = time.monotonic()  # from here on the old holder is silent
+    await wait_until(
+        standby.try_acquire, timeout=TEST_LEASES.ttl_s + 2, interval=0.05, message="failover"
+    )
+    assert time.monotonic() - renewed_at >= TEST_LEASES.ttl_s * 0.8, "taken before it lapsed"
+    assert await old.holder_now() == "standby"
+
+    assert not await old.try_acquire(), "a stale renewal must not win over the successor"
+    assert not old.held
+    assert await standby.try_acquire()
+    assert await standby.holder_now() == "standby"
+
+
+async def test_released_lease_is_taken_over_at_once(js: JetStreamContext) -> None:
+    kv = await lease_bucket(js)
+    leader, standby = Lease(kv, "scheduler", "leader"), Lease(kv, "scheduler", "standby")
+    assert await leader.try_acquire()
+    assert not await standby.try_acquire()
+
+    await leader.release()
+
+    assert not leader.held
+    assert await standby.try_acquire()
+    assert await leader.holder_now() == "standby"
+    assert not await leader.try_acquire()

@@ -1,0 +1,53 @@
+"""A service process drains on SIGTERM and leaves the registry; kill -9 leaves it to the TTL."""
+
+from __future__ import annotations
+
+import pytest
+from hms_contracts import specs
+from hms_contracts.events import ServiceHeartbeat
+from hms_kit import is_stale
+from hms_kit.registry import registry_key
+from hms_kit.testing import ServiceLauncher, ServiceProcess, wait_until
+from nats.js import JetStreamContext
+from nats.js.errors import KeyNotFoundError
+
+BEAT_S = 0.3
+
+
+async def registry_entry(js: JetStreamContext, proc: ServiceProcess) -> ServiceHeartbeat | None:
+    kv = await js.key_value(specs.SERVICE_REGISTRY.bucket)
+    try:
+        entry = await kv.get(registry_key(proc.service, proc.instance_id))
+    except KeyNotFoundError:
+        return None
+    return ServiceHeartbeat.model_validate_json(entry.value or b"")
+
+
+@pytest.mark.slow
+async def test_sigterm_drains_exits_zero_and_removes_the_registry_entry(
+    start_service: ServiceLauncher, js: JetStreamContext
+) -> None:
+    proc = await start_service("hms_metrics_collector", heartbeat_interval_s=BEAT_S)
+    beat = await wait_until(lambda: registry_entry(js, proc), timeout=5, message="a heartbeat")
+    assert beat.pid == proc.pid
+    assert beat.http_url == proc.http_url
+
+    assert await proc.terminate(timeout=5) == 0
+    assert await registry_entry(js, proc) is None
+    assert '"msg": "stopped"' in proc.log_text()
+
+
+@pytest.mark.slow
+async def test_kill_9_leaves_the_registry_entry_to_go_stale_and_lapse(
+    start_service: ServiceLauncher, js: JetStreamContext
+) -> None:
+    proc = await start_service("hms_metrics_collector", heartbeat_interval_s=BEAT_S)
+    await wait_until(lambda: registry_entry(js, proc), timeout=5, message="a heartbeat")
+
+    proc.kill()
+
+    last = await registry_entry(js, proc)
+    assert last is not None, "no drain ran, so nobody removed the entry"
+    assert not is_stale(last, BEAT_S)
+    await wait_until(lambda: is_stale(last, BEAT_S), timeout=5, message="the beat to go stale")
+    assert await registry_entry(js, proc) == last, "it stays until the bucket's TTL"

@@ -1,0 +1,112 @@
+"""What a service shows the world: traces across NATS, Prometheus metrics, refused operations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiohttp
+from faststream.nats import NatsRouter
+from hms_contracts import topology
+from hms_kit import ServiceKit, ServiceSettings
+from hms_kit.testing import NatsHandle, metric_value, open_nats, running, wait_until
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
+
+
+def with_exporter(kit: ServiceKit) -> InMemorySpanExporter:
+    exporter = InMemorySpanExporter()
+    kit.tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return exporter
+
+
+async def scrape(kit: ServiceKit) -> str:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(kit.health.url + "/metrics") as resp,
+    ):
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("text/plain")
+        return await resp.text()
+
+
+async def test_trace_context_travels_in_nats_headers(nats_server: NatsHandle) -> None:
+    subject = "ops.audit.acme.traced"
+    received: list[dict[str, str]] = []
+    router = NatsRouter()
+
+    @router.subscriber(subject)
+    async def on_traced(body: dict[str, str]) -> None:
+        received.append(body)
+
+    settings = ServiceSettings(nats_url=nats_server.url, heartbeat_interval_s=60)
+    producer = ServiceKit("metrics-collector", settings, version="t")
+    consumer = ServiceKit("console", settings, version="t", routers=(router,))
+    sent, got = with_exporter(producer), with_exporter(consumer)
+    async with running(producer), running(consumer):
+        await producer.broker.publish({"hello": "world"}, subject)
+        await wait_until(lambda: received, timeout=5, message="the traced message")
+
+        def consumer_span_done() -> bool:
+            return any(s.kind is SpanKind.CONSUMER for s in got.get_finished_spans())
+
+        await wait_until(consumer_span_done, timeout=5, message="the consumer span")
+    producer_spans = [s for s in sent.get_finished_spans() if s.kind is SpanKind.PRODUCER]
+    (process_span,) = [s for s in got.get_finished_spans() if s.kind is SpanKind.CONSUMER]
+    assert producer_spans
+    assert process_span.context is not None
+    assert process_span.parent is not None
+    assert {s.context.trace_id for s in producer_spans if s.context} == {
+        process_span.context.trace_id
+    }
+    # its parent is the producer's span: the context came across in the NATS headers
+    assert process_span.parent.span_id in {s.context.span_id for s in producer_spans if s.context}
+    assert process_span.resource.attributes["service.name"] == "hms-console"
+    assert producer_spans[0].resource.attributes["service.name"] == "hms-metrics-collector"
+
+
+async def test_metrics_endpoint_is_prometheus_text_with_heartbeats(
+    nats_server: NatsHandle,
+) -> None:
+    settings = ServiceSettings(nats_url=nats_server.url, heartbeat_interval_s=0.1)
+    kit = ServiceKit("console", settings, version="t")
+    async with running(kit):
+
+        async def beats() -> float:
+            return metric_value(await scrape(kit), "hms_heartbeats_total") >= 2
+
+        await wait_until(beats, timeout=5, message="two heartbeats on /metrics")
+        families = {f.name: f for f in text_string_to_metric_families(await scrape(kit))}
+    assert families["hms_heartbeats"].type == "counter"
+    assert families["hms_nats_connected"].samples[0].value == 1
+    (info,) = families["hms_service_info"].samples
+    assert info.labels["service"] == "console"
+    assert info.labels["instance"] == kit.instance_id
+
+
+async def test_permission_violations_are_counted(tmp_path: Path) -> None:
+    console = topology.service("console")
+    users = {"console": {"password": "pw", "permissions": topology.nats_permissions(console)}}
+    server = open_nats(tmp_path / "nats", users=users)
+    try:
+        settings = ServiceSettings(
+            nats_url=server.url,
+            nats_user="console",
+            nats_password=SecretStr("pw"),
+            heartbeat_interval_s=60,
+        )
+        kit = ServiceKit("console", settings, version="t")
+        async with running(kit):
+            assert metric_value(await scrape(kit), "hms_nats_permission_violations_total") == 0
+            await kit.nc.publish("job.run.acme.forbidden", b"{}")  # only the scheduler may
+            await kit.nc.flush()
+
+            async def counted() -> bool:
+                text = await scrape(kit)
+                return metric_value(text, "hms_nats_permission_violations_total") >= 1
+
+            await wait_until(counted, timeout=5, message="the violation on /metrics")
+    finally:
+        server.stop()

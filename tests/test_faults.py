@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 from hms_contracts import specs
-from hms_kit import provision
+from hms_kit import ensure_stream, provision
 from hms_kit import publish as publish_event
 from hms_kit.testing import NatsHandle, ServiceLauncher, ServiceProcess, wait_until
 from hms_kit.testing.probe import ProbeItem, database_path, read_done
@@ -82,6 +82,7 @@ def answers(proc: ServiceProcess, status: int) -> Callable[[], Awaitable[bool]]:
 async def test_probe_loses_no_acked_message_when_nats_is_killed_and_restarted(
     nats_server: NatsHandle, js: JetStreamContext, start_service: ServiceLauncher
 ) -> None:
+    await ensure_stream(js, specs.JOB_RUNS)  # the scheduler owns it; hms-ops up provisions it
     probe = await start_service("hms_kit.testing.probe", service="worker-pool")
     pub = Publisher(js)
     publishing = asyncio.create_task(pub.run(N))
@@ -103,6 +104,7 @@ async def test_probe_loses_no_acked_message_when_nats_is_killed_and_restarted(
 async def test_probe_loses_and_repeats_nothing_when_killed_and_restarted(
     js: JetStreamContext, start_service: ServiceLauncher
 ) -> None:
+    await ensure_stream(js, specs.JOB_RUNS)  # the scheduler owns it; hms-ops up provisions it
     probe = await start_service("hms_kit.testing.probe", service="worker-pool")
     db = database_path(probe.state_dir)
     pub = Publisher(js)

@@ -148,6 +148,7 @@ async def test_poison_message_lands_in_dlq_with_reason_and_batch_consumer_goes_o
 async def test_poison_message_lands_in_dlq_and_probe_service_goes_on(
     start_service: ServiceLauncher, js: JetStreamContext, tmp_path: Path
 ) -> None:
+    await ensure_stream(js, specs.JOB_RUNS)  # the scheduler owns it; hms-ops up provisions it
     probe = await start_service("hms_kit.testing.probe", service="worker-pool")
     poison = Poison()
     await poison.publish(js)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from hms_contracts import specs
 from hms_contracts.events import ServiceHeartbeat
-from hms_kit import is_stale
+from hms_kit import ensure_stream, is_stale
 from hms_kit.registry import registry_key
 from hms_kit.testing import ServiceLauncher, ServiceProcess, wait_until
 from nats.js import JetStreamContext
@@ -51,3 +53,18 @@ async def test_kill_9_leaves_the_registry_entry_to_go_stale_and_lapse(
     assert not is_stale(last, BEAT_S)
     await wait_until(lambda: is_stale(last, BEAT_S), timeout=5, message="the beat to go stale")
     assert await registry_entry(js, proc) == last, "it stays until the bucket's TTL"
+
+
+@pytest.mark.slow
+async def test_a_consumer_waits_not_ready_until_the_owner_provisions_its_stream(
+    start_service: ServiceLauncher, js: JetStreamContext
+) -> None:
+    # the worker pool's consumer sits on JOB_RUNS, which the scheduler owns
+    worker = asyncio.create_task(start_service("hms_worker_pool", service="worker-pool"))
+    await asyncio.sleep(2.0)
+    assert not worker.done(), "the worker pool must not be ready without its work queue"
+    await ensure_stream(js, specs.JOB_RUNS)
+    proc = await worker
+    info = await js.consumer_info("JOB_RUNS", "worker_pool")
+    assert info.config.durable_name == "worker_pool"
+    assert "waiting for stream JOB_RUNS (provisioned by scheduler)" in proc.log_text()

@@ -26,10 +26,11 @@ from faststream.nats.prometheus import NatsPrometheusMiddleware
 from faststream.nats.security import NatsCredentials, NatsUserPassword
 from faststream.security import BaseSecurity
 from hms_contracts import specs, subjects, topology
-from hms_contracts.base import SYSTEM_NAMESPACE, deterministic_id
+from hms_contracts.base import SYSTEM_NAMESPACE
 from hms_contracts.events import ServiceHeartbeat
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 
 from .errors import KitError
 from .http import HealthServer
@@ -60,6 +61,7 @@ class ServiceKit:
         tasks: tuple[Task, ...] = (),
         leader_tasks: tuple[Task, ...] = (),
         lease_bucket: specs.KVSpec = specs.LEASES,
+        consumers: tuple[specs.ConsumerSpec, ...] | None = None,
     ) -> None:
         self.spec = topology.service(name)
         self.name = name
@@ -70,6 +72,8 @@ class ServiceKit:
         self._started_mono = time.monotonic()
         self.metrics = KitMetrics()
         self.metrics.info.info({"service": name, "version": version, "instance": self.instance_id})
+        #: durable consumers this process provisions (default: those its topology entry owns)
+        self.consumers = self.spec.owned_consumers() if consumers is None else consumers
         self.tasks = tasks
         self.leader_tasks = leader_tasks
         self.lease_bucket = lease_bucket
@@ -147,7 +151,8 @@ class ServiceKit:
 
     async def _on_disconnected(self) -> None:
         self.metrics.connected.set(0)
-        log.warning("disconnected from NATS; reconnecting")
+        if not self.draining:
+            log.warning("disconnected from NATS; reconnecting")
 
     async def _on_reconnected(self) -> None:
         self.metrics.connected.set(1)
@@ -172,14 +177,32 @@ class ServiceKit:
         await self.health.start(self.settings.http_host, self.settings.http_port)
         log.info("%s %s serving /healthz on %s", self.name, self.version, self.health.url)
         await self._connect()
+        owned = self.spec.owned_streams()
+        await self._await_streams({c.stream for c in self.consumers} - {s.name for s in owned})
         outcomes = await provision(
             self.js,
-            streams=self.spec.owned_streams(),
-            consumers=self.spec.owned_consumers(),
+            streams=owned,
+            consumers=self.consumers,
             buckets=(specs.SERVICE_REGISTRY, self.lease_bucket),
         )
         created = [k for k, v in outcomes.items() if v != "unchanged"]
         log.info("provisioned %d objects (%s new)", len(outcomes), ", ".join(created) or "none")
+
+    async def _await_streams(self, names: set[str]) -> None:
+        """Wait for streams other services own: our consumers sit on them, and creating them
+        is their owner's decision. Until then we are not ready (``/healthz`` says 503)."""
+        waited = 0.0
+        for name in sorted(names):
+            while True:
+                try:
+                    await self.js.stream_info(name)
+                    break
+                except NotFoundError:
+                    if waited % 5.0 < 0.5:
+                        owner = next((s.name for s in topology.SERVICES if name in s.streams), "?")
+                        log.warning("waiting for stream %s (provisioned by %s)", name, owner)
+                    await asyncio.sleep(0.5)
+                    waited += 0.5
 
     async def _after_startup(self) -> None:
         self.ready = True
@@ -244,8 +267,7 @@ class ServiceKit:
     def heartbeat(self) -> ServiceHeartbeat:
         now = datetime.now(UTC)
         ok, _ = self._probe()
-        return ServiceHeartbeat(
-            event_id=deterministic_id("hb", self.name, self.instance_id, now),
+        return ServiceHeartbeat.create(
             occurred_at=now,
             namespace=SYSTEM_NAMESPACE,
             service=self.name,
@@ -262,11 +284,11 @@ class ServiceKit:
     async def _heartbeat_loop(self) -> None:
         kv = await self.js.key_value(specs.SERVICE_REGISTRY.bucket)
         key = registry_key(self.name, self.instance_id)
-        subject = subjects.heartbeat(self.name)
         while True:
             try:
-                beat = self.heartbeat().model_dump_json().encode()
-                await self.nc.publish(subject, beat)
+                event = self.heartbeat()
+                beat = event.model_dump_json().encode()
+                await self.nc.publish(event.subject(), beat)
                 await kv.put(key, beat)
                 self.metrics.heartbeats.inc()
             except Exception as exc:  # the bus is away: the registry TTL tells the world

@@ -19,7 +19,6 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from hms_kit.consumer import BatchConsumer, Delivery
-from hms_kit.provision import ensure_consumer, ensure_stream
 from hms_kit.service import ServiceKit, run_service
 from hms_kit.settings import ServiceSettings
 
@@ -88,9 +87,6 @@ def read_done(path: Path) -> list[str]:
 
 
 async def consume(kit: ServiceKit) -> None:
-    # as the scheduler would, make sure the work queue exists before pulling from it
-    await ensure_stream(kit.js, specs.JOB_RUNS)
-    await ensure_consumer(kit.js, PROBE_RUNS)
     store = ProbeStore(database_path(kit.settings.state_dir))
 
     async def handle(batch: Sequence[Delivery[ProbeItem]]) -> None:
@@ -110,10 +106,14 @@ async def consume(kit: ServiceKit) -> None:
 
 
 def create_kit(settings: ServiceSettings | None = None) -> ServiceKit:
-    kit = ServiceKit(SERVICE, settings or ProbeSettings(), version="probe", tasks=(consume,))
     # a work-queue stream allows one consumer per subject: the probe's replaces worker_pool
-    kit.spec = kit.spec.model_copy(update={"consumers": ()})
-    return kit
+    return ServiceKit(
+        SERVICE,
+        settings or ProbeSettings(),
+        version="probe",
+        tasks=(consume,),
+        consumers=(PROBE_RUNS,),
+    )
 
 
 if __name__ == "__main__":

@@ -196,6 +196,31 @@ def test_status_exits_non_zero_when_a_service_stops_beating(stack: RunningStack)
     wait_for(lambda: stack.status()[0] == 0, 10, "the console to recover")
 
 
+def test_stack_restarts_a_killed_nats_server_and_every_service_reconnects(
+    stack: RunningStack,
+) -> None:
+    old = stack.info["nats_pid"]
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: "nats-server died" in stack.log(), 10, "the stack to notice")
+    wait_for(lambda: stack.status()[0] == 0, 30, "every service healthy on the restarted server")
+    _, rows = stack.status()
+    assert {r["service"] for r in rows if r["state"] == "ok"} == set(SERVICE_NAMES)
+
+
+def test_a_second_up_on_the_same_state_dir_is_refused(stack: RunningStack) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "hms_ops", "up", "--nats-port", str(free_port())],
+        env=stack.env(),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 2
+    assert b"a stack is already running" in out.stderr
+    assert stack.info["pid"] == stack.proc.pid, "the running stack's file is left alone"
+    assert stack.status()[0] == 0
+
+
 def test_status_without_a_stack_says_so(tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "hms_ops", "status"],

@@ -117,6 +117,7 @@ class Stack:
         self.ready_s: float | None = None
         self.healthy: dict[str, bool] = {}
         self._nats_watch: asyncio.Task[None] | None = None
+        self._owns_stack_file = False
 
     async def start(self) -> None:
         t0 = time.monotonic()
@@ -164,6 +165,7 @@ class Stack:
         self.healthy = await self.supervisor.wait_healthy(self.opts.ready_timeout_s)
         self.ready_s = time.monotonic() - t0
         write_stack_file(paths, self.describe())
+        self._owns_stack_file = True
 
     async def _keep_nats(self) -> None:
         assert self.server is not None
@@ -199,8 +201,9 @@ class Stack:
             await self.supervisor.stop()
         if self.server is not None:
             await asyncio.to_thread(self.server.stop)
-        with contextlib.suppress(FileNotFoundError):
-            self.opts.paths.stack_file.unlink()
+        if self._owns_stack_file:  # never another stack's
+            with contextlib.suppress(FileNotFoundError):
+                self.opts.paths.stack_file.unlink()
 
 
 async def run_up(opts: UpOptions, on_ready: Callable[[Stack], None]) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import signal
@@ -11,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 import nats
 from hms_contracts import specs, topology
@@ -64,16 +65,6 @@ async def admin_connect(url: str, password: str) -> Client:
     )
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def service_children(opts: UpOptions, nats_url: str, creds: dict[str, str]) -> list[Child]:
     """One child per service, each with its own NATS user, port, state folder and log."""
     children = []
@@ -118,17 +109,24 @@ class Stack:
         self.healthy: dict[str, bool] = {}
         self._nats_watch: asyncio.Task[None] | None = None
         self._owns_stack_file = False
+        self._lock: TextIO | None = None
 
     async def start(self) -> None:
         t0 = time.monotonic()
         paths = self.opts.paths
         paths.make()
-        previous = read_stack_file(paths)
-        if previous and previous.get("pid") != os.getpid() and _pid_alive(int(previous["pid"])):
+        # one stack per state folder: the kernel drops the lock when its holder dies
+        self._lock = open(paths.root / "lock", "a+")  # noqa: SIM115, ASYNC230 - held for the stack's life
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            previous = read_stack_file(paths) or {}
+            self._lock.close()
+            self._lock = None
             raise StackError(
-                f"a stack is already running from {paths.root} (pid {previous['pid']}); "
+                f"a stack is already running from {paths.root} (pid {previous.get('pid', '?')}); "
                 "stop it first or set HMS_STATE_DIR to another folder"
-            )
+            ) from None
         creds = load_credentials(paths)
         self.server = NatsServer(
             store_dir=paths.nats,
@@ -204,6 +202,8 @@ class Stack:
         if self._owns_stack_file:  # never another stack's
             with contextlib.suppress(FileNotFoundError):
                 self.opts.paths.stack_file.unlink()
+        if self._lock is not None:
+            self._lock.close()
 
 
 async def run_up(opts: UpOptions, on_ready: Callable[[Stack], None]) -> int:

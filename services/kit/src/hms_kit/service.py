@@ -107,6 +107,8 @@ class ServiceKit:
                 DeadLetterMiddleware.factory(self),
             ),
             logger=logging.getLogger(f"hms_{name.replace('-', '_')}.broker"),
+            # FastStream's per-message access log costs as much as the handler: debug only
+            log_level=logging.DEBUG,
         )
         for router in routers:
             self.broker.include_router(router)

@@ -1,0 +1,48 @@
+"""The kit's public surface is deliberate: everything exported is listed, and nothing else."""
+
+from __future__ import annotations
+
+import hms_kit
+
+
+def test_kit_exports_exactly_its_public_names() -> None:
+    assert sorted(hms_kit.__all__) == [
+        "BatchConsumer",
+        "Delivery",
+        "DriftError",
+        "KitError",
+        "KitMetrics",
+        "Lease",
+        "LeaseLost",
+        "ProvisioningError",
+        "ServiceKit",
+        "ServiceSettings",
+        "SettingsError",
+        "dead_letter",
+        "describe_error",
+        "ensure_bucket",
+        "ensure_consumer",
+        "ensure_stream",
+        "env_prefix",
+        "is_stale",
+        "provision",
+        "publish",
+        "publish_many",
+        "read_registry",
+        "run_service",
+    ]
+    for name in hms_kit.__all__:
+        assert getattr(hms_kit, name).__module__.startswith("hms_kit"), name
+
+
+def test_kit_errors_form_one_hierarchy_with_one_line_docstrings() -> None:
+    for cls in (
+        hms_kit.DriftError,
+        hms_kit.LeaseLost,
+        hms_kit.ProvisioningError,
+        hms_kit.SettingsError,
+    ):
+        assert issubclass(cls, hms_kit.KitError)
+        assert cls.__doc__
+        assert "\n" not in cls.__doc__.strip()
+    assert issubclass(hms_kit.DriftError, hms_kit.ProvisioningError)

@@ -79,7 +79,7 @@ def up(
         info = stack.describe()
         table = Table(title=f"hms-ops is up in {stack.ready_s:.1f}s", title_justify="left")
         for col in ("service", "pid", "health", "url", "log"):
-            table.add_column(col)
+            table.add_column(col, overflow="fold")  # URLs stay whole when piped
         for name, svc in info["services"].items():
             ok = stack.healthy.get(name, False)
             table.add_row(
@@ -125,7 +125,7 @@ def status(
     else:
         table = Table()
         for col in ("service", "state", "version", "instance", "health", "uptime", "leader"):
-            table.add_column(col)
+            table.add_column(col, overflow="fold")
         for r in rows:
             colour = "green" if r.ok else "red"
             table.add_row(

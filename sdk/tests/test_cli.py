@@ -115,7 +115,9 @@ def start_stack(tmp: Path, *extra: str) -> RunningStack:
         )
     stack = RunningStack(proc, state, output)
     wait_for(
-        lambda: (state / "stack.json").exists() or proc.poll() is not None, 40, "the stack to start"
+        lambda: "hms-ops is up in" in stack.log() or proc.poll() is not None,
+        40,
+        "the stack to report itself up",
     )
     assert proc.poll() is None, f"hms-ops up exited early:\n{stack.log()}"
     return stack

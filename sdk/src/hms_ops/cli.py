@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -96,6 +97,7 @@ def up(
             console.print("Press Ctrl-C to stop.")
         else:
             err.print("[red]some services did not become healthy; stopping. See their logs.[/]")
+        sys.stdout.flush()  # the URLs must reach a log or a pipe now, not at exit
 
     try:
         code = asyncio.run(run_up(opts, ready))

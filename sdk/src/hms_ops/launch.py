@@ -88,6 +88,9 @@ def _child_main(module: str, env: dict[str, str], log_path: str) -> None:
     os.close(devnull)
     os.environ.clear()
     os.environ.update(env)
+    # as a fresh interpreter would: PYTHONPATH entries come first on the import path
+    extra = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path]
+    sys.path[:0] = extra
     sys.argv = [module]
     entry = importlib.import_module(module + ".__main__")
     entry.main()

@@ -23,6 +23,12 @@ BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 STABLE_AFTER_S = 30.0
 
 
+def restart_delay(failures_in_row: int) -> float:
+    """Backoff before a restart: doubling from 0.5 s to 30 s while the crashes come quickly;
+    a process that ran stably (``STABLE_AFTER_S``) before dying starts over at 0.5 s."""
+    return BACKOFF_S[min(max(failures_in_row, 1), len(BACKOFF_S)) - 1]
+
+
 @dataclass
 class Child:
     """One supervised service process."""
@@ -80,11 +86,7 @@ class Supervisor:
                 return
             ran = time.monotonic() - child.started_mono
             child.failures_in_row = 0 if ran > STABLE_AFTER_S else child.failures_in_row + 1
-            delay = (
-                BACKOFF_S[min(child.failures_in_row, len(BACKOFF_S)) - 1]
-                if child.failures_in_row
-                else BACKOFF_S[0]
-            )
+            delay = restart_delay(child.failures_in_row)
             log.warning(
                 "%s exited with %s after %.1fs; restarting in %.1fs (see %s)",
                 child.name,

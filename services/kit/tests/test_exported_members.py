@@ -20,6 +20,7 @@ def test_kit_exports_exactly_its_public_names() -> None:
         "SettingsError",
         "dead_letter",
         "describe_error",
+        "durable_subscriber",
         "ensure_bucket",
         "ensure_consumer",
         "ensure_stream",

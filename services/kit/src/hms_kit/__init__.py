@@ -10,6 +10,7 @@ from .publish import publish, publish_many
 from .registry import is_stale, read_registry
 from .service import ServiceKit, run_service
 from .settings import ServiceSettings, env_prefix
+from .subscribe import durable_subscriber
 
 __all__ = [
     "BatchConsumer",
@@ -25,6 +26,7 @@ __all__ = [
     "SettingsError",
     "dead_letter",
     "describe_error",
+    "durable_subscriber",
     "ensure_bucket",
     "ensure_consumer",
     "ensure_stream",

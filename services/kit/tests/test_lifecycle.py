@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 
 import pytest
 from hms_contracts import specs
@@ -68,3 +71,22 @@ async def test_a_consumer_waits_not_ready_until_the_owner_provisions_its_stream(
     info = await js.consumer_info("JOB_RUNS", "worker_pool")
     assert info.config.durable_name == "worker_pool"
     assert "waiting for stream JOB_RUNS (provisioned by scheduler)" in proc.log_text()
+
+
+def test_a_bad_setting_stops_the_service_with_the_variable_named() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "hms_scheduler"],
+        env={
+            **os.environ,
+            "HMS_SCHEDULER_HTTP_PORT": "not-a-port",
+            "HMS_SCHEDULER_HEARTBEAT_INTERVAL_S": "-1",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 1
+    assert "HMS_SCHEDULER_HTTP_PORT: Input should be a valid integer" in out.stderr
+    assert "HMS_SCHEDULER_HEARTBEAT_INTERVAL_S: Input should be greater than 0" in out.stderr
+    assert "Traceback" not in out.stderr

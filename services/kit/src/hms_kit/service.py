@@ -31,6 +31,7 @@ from hms_contracts.events import ServiceHeartbeat
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
+from pydantic import ValidationError
 
 from .errors import KitError
 from .http import HealthServer
@@ -325,4 +326,33 @@ def run_service(build: Callable[[], ServiceKit]) -> None:
         kit = build()
     except KitError as exc:
         raise SystemExit(f"error: {exc}") from None
+    except ValidationError as exc:
+        raise SystemExit(settings_error(exc)) from None
     asyncio.run(kit.run())
+
+
+def settings_error(exc: ValidationError) -> str:
+    """Name each bad environment variable and what is wrong with it."""
+    prefix = next(
+        (
+            str(c.model_config.get("env_prefix", ""))
+            for c in _settings_classes()
+            if c.__name__ == exc.title
+        ),
+        "",
+    )
+    lines = [f"error: invalid settings ({exc.title}):"]
+    for err in exc.errors():
+        field = "_".join(str(p) for p in err["loc"]).upper()
+        lines.append(f"  {prefix}{field}: {err['msg']} (got {err.get('input')!r})")
+    return "\n".join(lines)
+
+
+def _settings_classes() -> list[type[ServiceSettings]]:
+    found: list[type[ServiceSettings]] = []
+    todo: list[type[ServiceSettings]] = [ServiceSettings]
+    while todo:
+        cls = todo.pop()
+        found.append(cls)
+        todo.extend(cls.__subclasses__())
+    return found

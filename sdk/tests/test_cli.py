@@ -264,3 +264,18 @@ def test_ctrl_c_stops_everything_and_leaves_no_process(tmp_path: Path, launcher:
     wait_for(lambda: not any(alive(p) for p in pids), 5, "every child to be gone")
     assert "no process left behind" in running.log()
     assert not (running.state_dir / "stack.json").exists()
+
+
+def test_up_rejects_an_invalid_port_before_starting_anything(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    out = subprocess.run(
+        [sys.executable, "-m", "hms_ops", "up", "--nats-port", "70000"],
+        env={**os.environ, "HMS_STATE_DIR": str(state), "COLUMNS": "200"},
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 2
+    assert b"--nats-port" in out.stderr
+    assert b"less than or equal to 65535" in out.stderr
+    assert not state.exists(), "nothing was created"

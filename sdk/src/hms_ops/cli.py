@@ -51,12 +51,14 @@ def _uptime(seconds: float | None) -> str:
 def up(
     state_dir: StateDir = None,
     nats_port: Annotated[
-        int, typer.Option(envvar="HMS_NATS_PORT", help="NATS port on loopback.")
+        int, typer.Option(envvar="HMS_NATS_PORT", help="NATS port on loopback.", min=1, max=65535)
     ] = 4222,
     console_port: Annotated[
-        int, typer.Option(envvar="HMS_CONSOLE_PORT", help="Dashboard port.")
+        int, typer.Option(envvar="HMS_CONSOLE_PORT", help="Dashboard port.", min=1, max=65535)
     ] = 8700,
-    ready_timeout: Annotated[float, typer.Option(help="Seconds to wait for every service.")] = 30.0,
+    ready_timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for every service.", min=1)
+    ] = 30.0,
     heartbeat_interval: Annotated[
         float, typer.Option(help="Seconds between service heartbeats.", min=0.1)
     ] = 2.0,

@@ -81,19 +81,19 @@ def up(
     def ready(stack: Stack) -> None:
         info = stack.describe()
         table = Table(title=f"hms-ops is up in {stack.ready_s:.1f}s", title_justify="left")
-        for col in ("service", "pid", "health", "url", "log"):
-            table.add_column(col, overflow="fold")  # URLs stay whole when piped
+        for col in ("service", "pid", "health", "url"):
+            table.add_column(col, no_wrap=True)  # URLs stay whole when piped
         for name, svc in info["services"].items():
             ok = stack.healthy.get(name, False)
             table.add_row(
                 name,
                 str(svc["pid"]),
                 "[green]ok[/]" if ok else "[red]not ready[/]",
-                svc["http_url"],
-                svc["log"],
+                svc["http_url"] + "/healthz",
             )
         console.print(table)
-        console.print(f"NATS       {info['nats_url']}   (state: {info['state_dir']})")
+        console.print(f"NATS       {info['nats_url']}")
+        console.print(f"State      {info['state_dir']}   (logs in {stack.opts.paths.logs})")
         console.print(f"Dashboard  [bold]{info['dashboard_url']}[/]")
         if all(stack.healthy.values()):
             console.print("Press Ctrl-C to stop.")

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from hms_contracts.events import ServiceHeartbeat
 from hms_contracts.specs import SERVICE_REGISTRY
+from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, NoKeysError
+
+from .metrics import KitMetrics
 
 log = logging.getLogger(__name__)
 
@@ -43,3 +48,24 @@ def is_stale(beat: ServiceHeartbeat, interval_s: float, now: datetime | None = N
     """A heartbeat older than three periods means the instance stopped beating."""
     now = now or datetime.now(UTC)
     return now - beat.occurred_at > timedelta(seconds=3 * interval_s)
+
+
+async def beat_forever(
+    nc: Client,
+    beat: Callable[[], ServiceHeartbeat],
+    interval_s: float,
+    metrics: KitMetrics | None = None,
+) -> None:
+    """Announce the instance on its heartbeat subject and in the registry, every period."""
+    kv = await nc.jetstream().key_value(SERVICE_REGISTRY.bucket)
+    while True:
+        try:
+            event = beat()
+            body = event.model_dump_json().encode()
+            await nc.publish(event.subject(), body)
+            await kv.put(registry_key(event.service, event.instance_id), body)
+            if metrics is not None:
+                metrics.heartbeats.inc()
+        except Exception as exc:  # the bus is away: the registry's TTL tells the world
+            log.warning("heartbeat failed: %s", exc)
+        await asyncio.sleep(interval_s)

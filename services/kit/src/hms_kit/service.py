@@ -40,8 +40,8 @@ from .logs import configure_logging
 from .metrics import KitMetrics
 from .middleware import DeadLetterMiddleware
 from .provision import provision
-from .registry import registry_key
-from .settings import ServiceSettings
+from .registry import beat_forever, registry_key
+from .settings import ServiceSettings, settings_error
 from .telemetry import tracer_provider
 
 log = logging.getLogger(__name__)
@@ -209,7 +209,10 @@ class ServiceKit:
 
     async def _after_startup(self) -> None:
         self.ready = True
-        self._spawn(self._heartbeat_loop(), self._bg)
+        self._spawn(
+            beat_forever(self.nc, self.heartbeat, self.settings.heartbeat_interval_s, self.metrics),
+            self._bg,
+        )
         for task in self.tasks:
             self._spawn(task(self), self._bg)
         if self.spec.singleton:
@@ -284,20 +287,6 @@ class ServiceKit:
             leader=self.leader,
         )
 
-    async def _heartbeat_loop(self) -> None:
-        kv = await self.js.key_value(specs.SERVICE_REGISTRY.bucket)
-        key = registry_key(self.name, self.instance_id)
-        while True:
-            try:
-                event = self.heartbeat()
-                beat = event.model_dump_json().encode()
-                await self.nc.publish(event.subject(), beat)
-                await kv.put(key, beat)
-                self.metrics.heartbeats.inc()
-            except Exception as exc:  # the bus is away: the registry TTL tells the world
-                log.warning("heartbeat failed: %s", exc)
-            await asyncio.sleep(self.settings.heartbeat_interval_s)
-
     def _probe(self) -> tuple[bool, dict[str, Any]]:
         try:
             connected = bool(self.broker.connection.is_connected)
@@ -329,30 +318,3 @@ def run_service(build: Callable[[], ServiceKit]) -> None:
     except ValidationError as exc:
         raise SystemExit(settings_error(exc)) from None
     asyncio.run(kit.run())
-
-
-def settings_error(exc: ValidationError) -> str:
-    """Name each bad environment variable and what is wrong with it."""
-    prefix = next(
-        (
-            str(c.model_config.get("env_prefix", ""))
-            for c in _settings_classes()
-            if c.__name__ == exc.title
-        ),
-        "",
-    )
-    lines = [f"error: invalid settings ({exc.title}):"]
-    for err in exc.errors():
-        field = "_".join(str(p) for p in err["loc"]).upper()
-        lines.append(f"  {prefix}{field}: {err['msg']} (got {err.get('input')!r})")
-    return "\n".join(lines)
-
-
-def _settings_classes() -> list[type[ServiceSettings]]:
-    found: list[type[ServiceSettings]] = []
-    todo: list[type[ServiceSettings]] = [ServiceSettings]
-    while todo:
-        cls = todo.pop()
-        found.append(cls)
-        todo.extend(cls.__subclasses__())
-    return found

@@ -6,7 +6,7 @@ import secrets
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -42,3 +42,30 @@ class ServiceSettings(BaseSettings):
         default=None, description="OTLP/HTTP traces endpoint; spans are exported when set"
     )
     drain_timeout_s: float = Field(default=10.0, gt=0, description="Grace period on SIGTERM")
+
+
+def settings_error(exc: ValidationError) -> str:
+    """Name each bad environment variable and what is wrong with it."""
+    prefix = next(
+        (
+            str(c.model_config.get("env_prefix", ""))
+            for c in _settings_classes()
+            if c.__name__ == exc.title
+        ),
+        "",
+    )
+    lines = [f"error: invalid settings ({exc.title}):"]
+    for err in exc.errors():
+        field = "_".join(str(p) for p in err["loc"]).upper()
+        lines.append(f"  {prefix}{field}: {err['msg']} (got {err.get('input')!r})")
+    return "\n".join(lines)
+
+
+def _settings_classes() -> list[type[ServiceSettings]]:
+    found: list[type[ServiceSettings]] = []
+    todo: list[type[ServiceSettings]] = [ServiceSettings]
+    while todo:
+        cls = todo.pop()
+        found.append(cls)
+        todo.extend(cls.__subclasses__())
+    return found

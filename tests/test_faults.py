@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 
 import pytest
 from hms_contracts import specs
-from hms_kit import ensure_stream, provision
+from hms_kit import provision
 from hms_kit import publish as publish_event
 from hms_kit.testing import NatsHandle, ServiceLauncher, ServiceProcess, wait_until
-from hms_kit.testing.probe import ProbeItem, database_path, read_done
+from hms_kit.testing.probe import ProbeItem, database_path, read_done, start_probe
 from nats.js import JetStreamContext
 
 N = 2000
@@ -82,8 +82,7 @@ def answers(proc: ServiceProcess, status: int) -> Callable[[], Awaitable[bool]]:
 async def test_probe_loses_no_acked_message_when_nats_is_killed_and_restarted(
     nats_server: NatsHandle, js: JetStreamContext, start_service: ServiceLauncher
 ) -> None:
-    await ensure_stream(js, specs.JOB_RUNS)  # the scheduler owns it; hms-ops up provisions it
-    probe = await start_service("hms_kit.testing.probe", service="worker-pool")
+    probe = await start_probe(start_service, js)
     pub = Publisher(js)
     publishing = asyncio.create_task(pub.run(N))
     await wait_until(lambda: len(pub.acked) >= N // 3, timeout=30, message="a third acked")
@@ -104,8 +103,7 @@ async def test_probe_loses_no_acked_message_when_nats_is_killed_and_restarted(
 async def test_probe_loses_and_repeats_nothing_when_killed_and_restarted(
     js: JetStreamContext, start_service: ServiceLauncher
 ) -> None:
-    await ensure_stream(js, specs.JOB_RUNS)  # the scheduler owns it; hms-ops up provisions it
-    probe = await start_service("hms_kit.testing.probe", service="worker-pool")
+    probe = await start_probe(start_service, js)
     db = database_path(probe.state_dir)
     pub = Publisher(js)
     publishing = asyncio.create_task(pub.run(N))

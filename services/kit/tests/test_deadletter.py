@@ -32,6 +32,7 @@ from hms_kit.testing.probe import (
     ProbeStore,
     database_path,
     read_done,
+    start_probe,
 )
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -148,8 +149,7 @@ async def test_poison_message_lands_in_dlq_with_reason_and_batch_consumer_goes_o
 async def test_poison_message_lands_in_dlq_and_probe_service_goes_on(
     start_service: ServiceLauncher, js: JetStreamContext, tmp_path: Path
 ) -> None:
-    await ensure_stream(js, specs.JOB_RUNS)  # the scheduler owns it; hms-ops up provisions it
-    probe = await start_service("hms_kit.testing.probe", service="worker-pool")
+    probe = await start_probe(start_service, js)
     poison = Poison()
     await poison.publish(js)
     await assert_poison_dead_lettered_and_termed(js, database_path(probe.state_dir), poison)

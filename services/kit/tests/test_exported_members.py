@@ -13,11 +13,9 @@ def test_kit_exports_exactly_its_public_names() -> None:
         "KitError",
         "KitMetrics",
         "Lease",
-        "LeaseLost",
         "ProvisioningError",
         "ServiceKit",
         "ServiceSettings",
-        "SettingsError",
         "dead_letter",
         "describe_error",
         "durable_subscriber",
@@ -39,9 +37,7 @@ def test_kit_exports_exactly_its_public_names() -> None:
 def test_kit_errors_form_one_hierarchy_with_one_line_docstrings() -> None:
     for cls in (
         hms_kit.DriftError,
-        hms_kit.LeaseLost,
         hms_kit.ProvisioningError,
-        hms_kit.SettingsError,
     ):
         assert issubclass(cls, hms_kit.KitError)
         assert cls.__doc__

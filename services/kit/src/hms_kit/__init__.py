@@ -2,7 +2,7 @@
 
 from .consumer import BatchConsumer, Delivery
 from .deadletter import dead_letter, describe_error
-from .errors import DriftError, KitError, LeaseLost, ProvisioningError, SettingsError
+from .errors import DriftError, KitError, ProvisioningError
 from .lease import Lease
 from .metrics import KitMetrics
 from .provision import ensure_bucket, ensure_consumer, ensure_stream, provision
@@ -19,11 +19,9 @@ __all__ = [
     "KitError",
     "KitMetrics",
     "Lease",
-    "LeaseLost",
     "ProvisioningError",
     "ServiceKit",
     "ServiceSettings",
-    "SettingsError",
     "dead_letter",
     "describe_error",
     "durable_subscriber",

@@ -11,11 +11,3 @@ class ProvisioningError(KitError):
 
 class DriftError(ProvisioningError):
     """An existing stream, consumer or bucket differs from its contract spec."""
-
-
-class LeaseLost(KitError):
-    """The lease was taken by another holder or lapsed."""
-
-
-class SettingsError(KitError):
-    """A service setting is missing or invalid."""

@@ -169,7 +169,7 @@ async def ensure_consumer(
 async def ensure_bucket(js: JetStreamContext, spec: KVSpec) -> Outcome:
     """Create the KV bucket if it is missing; check its TTL and history if it exists."""
     try:
-        status = await js.key_value(spec.bucket)
+        await js.key_value(spec.bucket)
     except BucketNotFoundError:
         await js.create_key_value(
             js_api.KeyValueConfig(
@@ -192,7 +192,6 @@ async def ensure_bucket(js: JetStreamContext, spec: KVSpec) -> Outcome:
             ("history", spec.history, info.config.max_msgs_per_subject),
         ],
     )
-    del status
     if drift:
         raise DriftError("; ".join(drift))
     return "unchanged"

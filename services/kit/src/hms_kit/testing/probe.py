@@ -15,12 +15,15 @@ from pathlib import Path
 
 from hms_contracts import specs, subjects
 from hms_contracts.base import Event
+from nats.js import JetStreamContext
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from hms_kit.consumer import BatchConsumer, Delivery
+from hms_kit.provision import ensure_stream
 from hms_kit.service import ServiceKit, run_service
 from hms_kit.settings import ServiceSettings
+from hms_kit.testing.processes import ServiceLauncher, ServiceProcess
 
 SERVICE = "worker-pool"
 QUEUE = "probe_q"
@@ -114,6 +117,13 @@ def create_kit(settings: ServiceSettings | None = None) -> ServiceKit:
         tasks=(consume,),
         consumers=(PROBE_RUNS,),
     )
+
+
+async def start_probe(start_service: ServiceLauncher, js: JetStreamContext) -> ServiceProcess:
+    """The probe as a subprocess, once the work queue it pulls from exists (the scheduler
+    owns that stream; ``hms-ops up`` provisions it before any service starts)."""
+    await ensure_stream(js, specs.JOB_RUNS)
+    return await start_service("hms_kit.testing.probe", service=SERVICE)
 
 
 if __name__ == "__main__":

@@ -148,6 +148,12 @@ def test_up_brings_every_service_healthy_within_five_seconds(stack: RunningStack
     assert info["dashboard_url"] in text, "the dashboard URL is printed"
     for svc in info["services"].values():
         assert Path(svc["log"]).exists(), "every service logs to its own file"
+    config = json.loads((stack.state_dir / "nats" / "nats-server.conf").read_text())
+    assert config["jetstream"]["sync_interval"] == "always", "an acked message is on disk"
+    assert config["host"] == "127.0.0.1"
+    users = {u["user"]: u for u in config["authorization"]["users"]}
+    assert set(users) == {"hms-admin", *(f"hms-{name}" for name in SERVICE_NAMES)}
+    assert all("permissions" in users[f"hms-{name}"] for name in SERVICE_NAMES)
 
 
 def test_status_reports_every_service_with_version_instance_health_and_uptime(

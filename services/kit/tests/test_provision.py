@@ -72,3 +72,11 @@ async def test_consumer_drift_names_the_field_and_both_values_until_migrated(
     assert await provision(js, consumers=[spec], migrate=True) == {key: "updated"}
     assert (await js.consumer_info(spec.stream, spec.durable)).config.max_deliver == 5
     assert await provision(js, consumers=[spec]) == {key: "unchanged"}
+
+
+async def test_bucket_drift_names_the_field_and_both_values(js: JetStreamContext) -> None:
+    await provision(js, buckets=[specs.LEASES])
+    changed = specs.LEASES.model_copy(update={"ttl_s": 30.0})
+    with pytest.raises(DriftError) as err:
+        await provision(js, buckets=[changed])
+    assert "bucket hms_leases: ttl is 10.0 on the server, the spec says 30.0" in str(err.value)

@@ -10,6 +10,7 @@ consumer's backoff, and dead-letters messages on their last allowed delivery.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import ConnectionClosedError, NoServersError
 from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
 from nats.js.errors import APIError
 from opentelemetry import propagate, trace
 from pydantic import ValidationError
@@ -78,24 +80,31 @@ class BatchConsumer(Generic[E]):
             self.metrics.messages.labels(consumer=self.spec.durable, outcome=outcome).inc(n)
 
     async def run(self) -> None:
+        """Consume until cancelled. The pull subscription goes with us, so a connection
+        drain that follows is not held up by it."""
         js = self.nc.jetstream()
-        sub = None
-        while True:
-            try:
-                if sub is None:
-                    sub = await js.pull_subscribe_bind(
-                        durable=self.spec.durable,
-                        stream=self.spec.stream,
-                        inbox_prefix=(self.inbox_prefix + ".").encode(),
-                    )
-                msgs = await sub.fetch(self.batch, timeout=self.fetch_timeout)
-            except (TimeoutError, NatsTimeoutError):
-                continue
-            except (ConnectionClosedError, NoServersError, APIError, OSError) as exc:
-                log.warning("consumer %s: %s; retrying", self.spec.durable, exc)
-                await asyncio.sleep(0.5)
-                continue
-            await self.handle(msgs)
+        sub: JetStreamContext.PullSubscription | None = None
+        try:
+            while True:
+                try:
+                    if sub is None:
+                        sub = await js.pull_subscribe_bind(
+                            durable=self.spec.durable,
+                            stream=self.spec.stream,
+                            inbox_prefix=(self.inbox_prefix + ".").encode(),
+                        )
+                    msgs = await sub.fetch(self.batch, timeout=self.fetch_timeout)
+                except (TimeoutError, NatsTimeoutError):
+                    continue
+                except (ConnectionClosedError, NoServersError, APIError, OSError) as exc:
+                    log.warning("consumer %s: %s; retrying", self.spec.durable, exc)
+                    await asyncio.sleep(0.5)
+                    continue
+                await self.handle(msgs)
+        finally:
+            if sub is not None:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
 
     async def handle(self, msgs: Sequence[Msg]) -> None:
         """Validate, dispatch and settle one fetched batch."""

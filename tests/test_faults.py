@@ -23,8 +23,13 @@ WINDOW = 50
 class Publisher:
     """Publishes items 0..n-1 with their ids as Nats-Msg-Id, retrying each until it is acked."""
 
-    def __init__(self, js: JetStreamContext) -> None:
+    def __init__(self, js: JetStreamContext, pause_at: int | None = None) -> None:
         self.js = js
+        # at ``pause_at`` items it stops until ``resume`` is set: the test kills the server
+        # there, so the publisher's next windows land on the outage whatever the machine's pace
+        self.pause_at = pause_at
+        self.paused = asyncio.Event()
+        self.resume = asyncio.Event()
         # a namespace of its own, so a shared server (NATS_URL) cannot mix runs
         self.ns = f"acme_{secrets.token_hex(3)}"
         self.acked: set[str] = set()
@@ -32,6 +37,9 @@ class Publisher:
 
     async def run(self, n: int) -> None:
         for start in range(0, n, WINDOW):
+            if self.pause_at is not None and start >= self.pause_at and not self.paused.is_set():
+                self.paused.set()
+                await self.resume.wait()
             pending = [
                 ProbeItem(
                     event_id=f"{self.ns}-{i}",
@@ -83,15 +91,17 @@ async def test_probe_loses_no_acked_message_when_nats_is_killed_and_restarted(
     nats_server: NatsHandle, js: JetStreamContext, start_service: ServiceLauncher
 ) -> None:
     probe = await start_probe(start_service, js)
-    pub = Publisher(js)
+    pub = Publisher(js, pause_at=N // 3)
     publishing = asyncio.create_task(pub.run(N))
-    await wait_until(lambda: len(pub.acked) >= N // 3, timeout=30, message="a third acked")
+    await asyncio.wait_for(pub.paused.wait(), timeout=30)
 
     await asyncio.to_thread(nats_server.kill)
+    assert len(pub.acked) < N, "killed mid-flight"
+    pub.resume.set()  # publishing on into the outage, retrying each window until acked
     await wait_until(answers(probe, 503), timeout=5, message="the probe to report the outage")
+    await wait_until(lambda: pub.retries > 0, timeout=10, message="a publish to fail unacked")
     await asyncio.to_thread(nats_server.restart)
     await asyncio.wait_for(publishing, timeout=60)
-    assert pub.retries > 0, "the publisher never felt the outage: not killed mid-flight"
 
     await assert_exactly_the_acked_items_took_effect(probe, pub)
     await wait_until(answers(probe, 200), timeout=10, message="the probe healthy again")
@@ -105,13 +115,14 @@ async def test_probe_loses_and_repeats_nothing_when_killed_and_restarted(
 ) -> None:
     probe = await start_probe(start_service, js)
     db = database_path(probe.state_dir)
-    pub = Publisher(js)
+    pub = Publisher(js, pause_at=N // 2)
     publishing = asyncio.create_task(pub.run(N))
     await wait_until(lambda: len(read_done(db)) >= N // 3, timeout=30, message="a third stored")
 
     probe.kill()
     killed_with = len(read_done(db))
     assert killed_with < N, "killed mid-flight"
+    pub.resume.set()  # the rest arrives while the probe is down
     await probe.restart()
     await asyncio.wait_for(publishing, timeout=60)
 

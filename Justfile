@@ -25,7 +25,7 @@ lint:
 
 [doc("mypy --strict with the pydantic plugin over every package, its tests and the benchmarks")]
 typecheck:
-    uv run mypy contracts sdk services bench tests conftest.py
+    uv run mypy contracts sdk stack services testing devtools bench tests conftest.py
 
 [doc("Benchmarks: one JSON object per line, raw NATS baselines measured in the same run")]
 bench *args:
@@ -33,7 +33,7 @@ bench *args:
 
 [doc("Generate docs/asyncapi.yaml, JSON Schemas and infra/nats/permissions.json from the contracts")]
 docs:
-    uv run python -m hms_contracts.docs
+    uv run python -m hms_devtools.docs
 
 [doc("Lint, type-check and test: what CI runs")]
 check: lint typecheck test

@@ -1,1 +1,1 @@
-pytest_plugins = ["hms_kit.testing.plugin"]
+pytest_plugins = ["hms_testing.plugin"]

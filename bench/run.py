@@ -22,7 +22,7 @@ if __package__ in (None, ""):  # run as a script: make ``bench`` importable from
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hms_kit.logs import configure_logging
-from hms_kit.natsserver import NatsServer
+from hms_stack.natsserver import NatsServer
 
 from bench._common import BenchContext, Record
 

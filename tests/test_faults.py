@@ -12,8 +12,8 @@ import pytest
 from hms_contracts import specs
 from hms_kit import provision
 from hms_kit import publish as publish_event
-from hms_kit.testing import NatsHandle, ServiceLauncher, ServiceProcess, wait_until
-from hms_kit.testing.probe import ProbeItem, database_path, read_done, start_probe
+from hms_testing import NatsHandle, ServiceLauncher, ServiceProcess, wait_until
+from hms_testing.probe import ProbeItem, database_path, read_done, start_probe
 from nats.js import JetStreamContext
 
 N = 2000

@@ -9,13 +9,14 @@ from pathlib import Path
 import aiohttp
 import pytest
 from hms_contracts import specs, topology
-from hms_kit import read_registry
-from hms_kit.natsserver import NatsServer, free_port
-from hms_kit.testing.metrics import metric_value
-from hms_ops.launch import ExecLauncher
-from hms_ops.stack import UpOptions, admin_connect, service_children
-from hms_ops.state import StatePaths, load_credentials, nats_users
-from hms_ops.supervisor import Supervisor
+from hms_ops.registry import read_registry
+from hms_ops.state import StatePaths, admin_connect
+from hms_stack.launch import ExecLauncher
+from hms_stack.natsserver import NatsServer, free_port
+from hms_stack.stack import UpOptions, service_children
+from hms_stack.state import load_credentials, nats_users
+from hms_stack.supervisor import Supervisor
+from hms_testing.metrics import metric_value
 
 pytestmark = pytest.mark.slow
 

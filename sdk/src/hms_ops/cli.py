@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated
 
@@ -12,10 +11,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .launch import LauncherName
-from .stack import Stack, StackError, UpOptions, run_up
+from .errors import StackError
 from .state import StatePaths, default_state_dir
 from .status import all_ok, as_json, collect_status
+
+#: entry-point group through which other distributions add commands to ``hms-ops``
+COMMANDS_GROUP = "hms_ops.commands"
 
 app = typer.Typer(
     name="hms-ops",
@@ -32,7 +33,7 @@ StateDir = Annotated[
 ]
 
 
-def _paths(state_dir: Path | None) -> StatePaths:
+def state_paths(state_dir: Path | None) -> StatePaths:
     return StatePaths((state_dir or default_state_dir()).expanduser().resolve())
 
 
@@ -48,70 +49,6 @@ def _uptime(seconds: float | None) -> str:
 
 
 @app.command()
-def up(
-    state_dir: StateDir = None,
-    nats_port: Annotated[
-        int, typer.Option(envvar="HMS_NATS_PORT", help="NATS port on loopback.", min=1, max=65535)
-    ] = 4222,
-    console_port: Annotated[
-        int, typer.Option(envvar="HMS_CONSOLE_PORT", help="Dashboard port.", min=1, max=65535)
-    ] = 8700,
-    ready_timeout: Annotated[
-        float, typer.Option(help="Seconds to wait for every service.", min=1)
-    ] = 30.0,
-    heartbeat_interval: Annotated[
-        float, typer.Option(help="Seconds between service heartbeats.", min=0.1)
-    ] = 2.0,
-    launcher: Annotated[
-        LauncherName,
-        typer.Option(help="fork: from a preloaded server (fast start); exec: fresh interpreters."),
-    ] = "fork",
-) -> None:
-    """Run the whole stack: embedded NATS and every service, supervised, until Ctrl-C."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    opts = UpOptions(
-        paths=_paths(state_dir),
-        nats_port=nats_port,
-        console_port=console_port,
-        ready_timeout_s=ready_timeout,
-        launcher=launcher,
-        heartbeat_interval_s=heartbeat_interval,
-    )
-
-    def ready(stack: Stack) -> None:
-        info = stack.describe()
-        table = Table(title=f"hms-ops is up in {stack.ready_s:.1f}s", title_justify="left")
-        for col in ("service", "pid", "health", "url"):
-            table.add_column(col, no_wrap=True)  # URLs stay whole when piped
-        for name, svc in info["services"].items():
-            ok = stack.healthy.get(name, False)
-            table.add_row(
-                name,
-                str(svc["pid"]),
-                "[green]ok[/]" if ok else "[red]not ready[/]",
-                svc["http_url"] + "/healthz",
-            )
-        console.print(table)
-        console.print(f"NATS       {info['nats_url']}")
-        console.print(f"State      {info['state_dir']}   (logs in {stack.opts.paths.logs})")
-        console.print(f"Dashboard  [bold]{info['dashboard_url']}[/]")
-        if all(stack.healthy.values()):
-            console.print("Press Ctrl-C to stop.")
-        else:
-            err.print("[red]some services did not become healthy; stopping. See their logs.[/]")
-        sys.stdout.flush()  # the URLs must reach a log or a pipe now, not at exit
-
-    try:
-        code = asyncio.run(run_up(opts, ready))
-    except StackError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
-    if code == 0:
-        console.print("stopped; no process left behind.")
-    raise typer.Exit(code)
-
-
-@app.command()
 def status(
     state_dir: StateDir = None,
     as_json_: Annotated[
@@ -120,7 +57,7 @@ def status(
 ) -> None:
     """Every service with version, instance, health and uptime; non-zero exit if any is not ok."""
     try:
-        rows = asyncio.run(collect_status(_paths(state_dir)))
+        rows = asyncio.run(collect_status(state_paths(state_dir)))
     except StackError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
@@ -145,5 +82,26 @@ def status(
     raise typer.Exit(0 if all_ok(rows) else 1)
 
 
+def _add_commands() -> None:
+    """Commands other distributions add (the stack adds ``up``), or a hint to install them."""
+    found = {ep.name: ep for ep in entry_points(group=COMMANDS_GROUP)}
+    if "up" not in found:
+        app.command(
+            name="up", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+        )(_up_missing)
+    for name, ep in sorted(found.items()):
+        app.command(name=name)(ep.load())
+
+
+def _up_missing() -> None:
+    """Run the whole stack (needs the hms-stack package)."""
+    err.print(
+        "error: `hms-ops up` runs the embedded stack, which is not installed here; "
+        "install it with `pip install hms-stack` (from the hms-ops repository: `uv run hms-ops up`)"
+    )
+    raise typer.Exit(2)
+
+
 def main() -> None:
+    _add_commands()
     app()

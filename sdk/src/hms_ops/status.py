@@ -7,10 +7,10 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 from hms_contracts import topology
-from hms_kit import is_stale, read_registry
 
-from .stack import StackError, admin_connect
-from .state import ADMIN_USER, StatePaths, read_stack_file
+from .errors import StackError
+from .registry import is_stale, read_registry
+from .state import ADMIN_USER, StatePaths, admin_connect, read_credentials, read_stack_file
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ async def collect_status(paths: StatePaths) -> list[InstanceStatus]:
             f"no stack is running from {paths.root} (no stack.json); start one with "
             "`hms-ops up` or set HMS_STATE_DIR"
         )
-    creds = json.loads(paths.credentials.read_text())
+    creds = read_credentials(paths)
     heartbeat_interval_s = float(stack.get("heartbeat_interval_s", 2.0))
     try:
         nc = await admin_connect(stack["nats_url"], creds[ADMIN_USER])

@@ -24,8 +24,8 @@ from hms_kit import (
 )
 from hms_kit import publish as publish_event
 from hms_kit.deadletter import REASON, SUBJECT
-from hms_kit.testing import NatsHandle, ServiceLauncher, running, wait_until
-from hms_kit.testing.probe import (
+from hms_testing import NatsHandle, ServiceLauncher, running, wait_until
+from hms_testing.probe import (
     PROBE_RUNS,
     QUEUE,
     ProbeItem,
@@ -128,10 +128,10 @@ async def test_poison_message_lands_in_dlq_with_reason_and_batch_consumer_goes_o
     await ensure_stream(js, specs.JOB_RUNS)
     await ensure_stream(js, specs.DLQ)
     await ensure_consumer(js, PROBE_RUNS)
-    store = ProbeStore(tmp_path / "probe.sqlite3")
+    store = await ProbeStore.open(tmp_path / "probe.sqlite3")
 
     async def handle(batch: Sequence[Delivery[ProbeItem]]) -> None:
-        store.record(batch)
+        await store.record(batch)
 
     consumer = BatchConsumer(nc, PROBE_RUNS, ProbeItem, handle, fetch_timeout=0.2)
     task = asyncio.create_task(consumer.run())
@@ -142,7 +142,7 @@ async def test_poison_message_lands_in_dlq_with_reason_and_batch_consumer_goes_o
         assert not task.done()
     finally:
         task.cancel()
-        store.close()
+        await store.close()
 
 
 @pytest.mark.slow

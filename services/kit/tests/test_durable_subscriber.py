@@ -13,9 +13,9 @@ from hms_contracts.events import AlertFiring
 from hms_kit import ServiceKit, ServiceSettings, provision, publish
 from hms_kit.deadletter import REASON
 from hms_kit.subscribe import durable_subscriber
-from hms_kit.testing import running, wait_until
-from hms_kit.testing.plugin import connect
-from hms_kit.testing.servers import open_nats
+from hms_testing import running, wait_until
+from hms_testing.plugin import connect
+from hms_testing.servers import open_nats
 
 PASSWORD = "pw-incident"
 

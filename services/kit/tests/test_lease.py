@@ -6,7 +6,7 @@ import time
 
 from hms_contracts.specs import KVSpec
 from hms_kit import Lease, ensure_bucket
-from hms_kit.testing import wait_until
+from hms_testing import wait_until
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 

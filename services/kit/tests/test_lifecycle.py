@@ -10,9 +10,10 @@ import sys
 import pytest
 from hms_contracts import specs
 from hms_contracts.events import ServiceHeartbeat
-from hms_kit import ensure_stream, is_stale
+from hms_kit import ensure_stream
 from hms_kit.registry import registry_key
-from hms_kit.testing import ServiceLauncher, ServiceProcess, wait_until
+from hms_ops.registry import is_stale
+from hms_testing import ServiceLauncher, ServiceProcess, wait_until
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError
 

@@ -8,7 +8,7 @@ import aiohttp
 from faststream.nats import NatsRouter
 from hms_contracts import topology
 from hms_kit import ServiceKit, ServiceSettings
-from hms_kit.testing import NatsHandle, metric_value, open_nats, running, wait_until
+from hms_testing import NatsHandle, metric_value, open_nats, running, wait_until
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind

@@ -11,8 +11,8 @@ import sys
 import pytest
 from aiohttp import web
 from hms_kit.logs import configure_logging
-from hms_kit.natsserver import free_port
 from hms_kit.telemetry import tracer_provider
+from hms_stack.natsserver import free_port
 
 
 async def test_spans_are_exported_over_otlp_http_when_an_endpoint_is_configured() -> None:

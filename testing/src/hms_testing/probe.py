@@ -1,4 +1,4 @@
-"""A test-only service for the kit's fault tests: ``python -m hms_kit.testing.probe``.
+"""A test-only service for the kit's fault tests: ``python -m hms_testing.probe``.
 
 It runs as ``worker-pool`` (a topology name, so the kit accepts it) and consumes ``JOB_RUNS``
 with a :class:`~hms_kit.BatchConsumer`: each message must be a :class:`ProbeItem`; each batch
@@ -13,17 +13,18 @@ import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
+import aiosqlite
 from hms_contracts import specs, subjects
 from hms_contracts.base import Event
-from nats.js import JetStreamContext
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
-
 from hms_kit.consumer import BatchConsumer, Delivery
 from hms_kit.provision import ensure_stream
 from hms_kit.service import ServiceKit, run_service
 from hms_kit.settings import ServiceSettings
-from hms_kit.testing.processes import ServiceLauncher, ServiceProcess
+from nats.js import JetStreamContext
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from hms_testing.processes import ServiceLauncher, ServiceProcess
 
 SERVICE = "worker-pool"
 QUEUE = "probe_q"
@@ -61,21 +62,27 @@ def database_path(state_dir: Path) -> Path:
 class ProbeStore:
     """The probe's projection: which event ids took effect, each exactly once."""
 
-    def __init__(self, path: Path) -> None:
-        self.db = sqlite3.connect(path)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("CREATE TABLE IF NOT EXISTS done (event_id TEXT PRIMARY KEY, item INT)")
-        self.db.commit()
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self.db = db
 
-    def record(self, batch: Sequence[Delivery[ProbeItem]]) -> None:
-        with self.db:  # one transaction per batch, committed on leaving the block
-            self.db.executemany(
-                "INSERT OR IGNORE INTO done (event_id, item) VALUES (?, ?)",
-                [(d.event.event_id, d.event.item) for d in batch],
-            )
+    @classmethod
+    async def open(cls, path: Path) -> ProbeStore:
+        db = await aiosqlite.connect(path)
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("CREATE TABLE IF NOT EXISTS done (event_id TEXT PRIMARY KEY, item INT)")
+        await db.commit()
+        return cls(db)
 
-    def close(self) -> None:
-        self.db.close()
+    async def record(self, batch: Sequence[Delivery[ProbeItem]]) -> None:
+        """One transaction per batch, committed before the kit acks it."""
+        await self.db.executemany(
+            "INSERT OR IGNORE INTO done (event_id, item) VALUES (?, ?)",
+            [(d.event.event_id, d.event.item) for d in batch],
+        )
+        await self.db.commit()
+
+    async def close(self) -> None:
+        await self.db.close()
 
 
 def read_done(path: Path) -> list[str]:
@@ -90,10 +97,10 @@ def read_done(path: Path) -> list[str]:
 
 
 async def consume(kit: ServiceKit) -> None:
-    store = ProbeStore(database_path(kit.settings.state_dir))
+    store = await ProbeStore.open(database_path(kit.settings.state_dir))
 
     async def handle(batch: Sequence[Delivery[ProbeItem]]) -> None:
-        store.record(batch)
+        await store.record(batch)
 
     try:
         await BatchConsumer(
@@ -105,7 +112,7 @@ async def consume(kit: ServiceKit) -> None:
             metrics=kit.metrics,
         ).run()
     finally:
-        store.close()
+        await store.close()
 
 
 def create_kit(settings: ServiceSettings | None = None) -> ServiceKit:
@@ -123,7 +130,7 @@ async def start_probe(start_service: ServiceLauncher, js: JetStreamContext) -> S
     """The probe as a subprocess, once the work queue it pulls from exists (the scheduler
     owns that stream; ``hms-ops up`` provisions it before any service starts)."""
     await ensure_stream(js, specs.JOB_RUNS)
-    return await start_service("hms_kit.testing.probe", service=SERVICE)
+    return await start_service("hms_testing.probe", service=SERVICE)
 
 
 if __name__ == "__main__":

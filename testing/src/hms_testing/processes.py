@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-
-from hms_kit.natsserver import free_port
 from hms_kit.settings import env_prefix
+from hms_stack.natsserver import free_port
 
 from .metrics import metric_value
 

@@ -8,8 +8,8 @@ from urllib.parse import urlsplit
 import pytest
 from hms_contracts import specs
 from hms_kit import ensure_stream
-from hms_kit.natsserver import read_server_info
-from hms_kit.testing import (
+from hms_stack.natsserver import read_server_info
+from hms_testing import (
     ExternalNats,
     NatsHandle,
     ServiceLauncher,

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
-
-from hms_kit.natsserver import NatsServer, NatsServerError, free_port, read_server_info
+from hms_stack.errors import NatsServerError
+from hms_stack.natsserver import NatsServer, free_port, read_server_info
 
 CONTAINER_IMAGE = "nats:2.12"
 

@@ -1,6 +1,6 @@
 """Generated documents: the AsyncAPI description, one JSON Schema per event, NATS permissions.
 
-Run ``python -m hms_contracts.docs [--check] [--root DIR]`` from the repository root. The
+Run ``python -m hms_devtools.docs [--check] [--root DIR]`` from the repository root. The
 output is deterministic (stable key order, no timestamps), so ``--check`` can fail CI when
 a model changed and the committed documents did not.
 """
@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import specs, subjects, topology
-from .base import SYSTEM_NAMESPACE
-from .bus import BusEvent
-from .events import CATALOGUE
-from .subjects import Family
-from .yamltext import dump_yaml
+import yaml
+from hms_contracts import specs, subjects, topology
+from hms_contracts.base import SYSTEM_NAMESPACE
+from hms_contracts.bus import BusEvent
+from hms_contracts.events import CATALOGUE
+from hms_contracts.subjects import Family
 
 ASYNCAPI_PATH = "docs/asyncapi.yaml"
 SCHEMAS_DIR = "docs/schemas"
@@ -180,6 +180,12 @@ def permissions() -> dict[str, Any]:
     return {svc.name: topology.nats_permissions(svc) for svc in topology.SERVICES}
 
 
+def dump_yaml(data: Any) -> str:
+    """Block-style YAML with keys in insertion order, stable across runs."""
+    text: str = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+    return text
+
+
 def _json(data: Any) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
@@ -230,7 +236,7 @@ def write(root: Path) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: write the documents, or with --check report stale ones and exit 1."""
-    parser = argparse.ArgumentParser(prog="python -m hms_contracts.docs", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m hms_devtools.docs", description=__doc__)
     parser.add_argument("--check", action="store_true", help="report stale files, write none")
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="repository root")
     args = parser.parse_args(argv)
@@ -239,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in problems:
             print(f"stale: {problem}", file=sys.stderr)
         if problems:
-            print("run: uv run python -m hms_contracts.docs", file=sys.stderr)
+            print("run: uv run python -m hms_devtools.docs", file=sys.stderr)
         return 1 if problems else 0
     for rel in write(args.root):
         print(f"wrote {rel}")

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from hms_contracts.topology import SERVICE_NAMES
-from hms_kit.natsserver import free_port
+from hms_stack.natsserver import free_port
 
 pytestmark = pytest.mark.slow
 

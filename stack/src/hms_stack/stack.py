@@ -14,29 +14,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-import nats
 from hms_contracts import specs, topology
 from hms_kit import provision
-from hms_kit.natsserver import NatsServer, free_port
 from hms_kit.settings import env_prefix
-from nats.aio.client import Client
+from hms_ops.state import ADMIN_USER, StatePaths, admin_connect, read_stack_file
 
+from .errors import StackError
 from .launch import LauncherName, launcher
-from .state import (
-    ADMIN_USER,
-    StatePaths,
-    load_credentials,
-    nats_users,
-    read_stack_file,
-    write_stack_file,
-)
+from .natsserver import NatsServer, free_port
+from .state import load_credentials, nats_users, write_stack_file
 from .supervisor import Child, Supervisor
 
 log = logging.getLogger(__name__)
-
-
-class StackError(Exception):
-    """The embedded stack could not start; the message says why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -51,18 +40,6 @@ class UpOptions:
     heartbeat_interval_s: float = 2.0
     drain_timeout_s: float = 10.0
     launcher: LauncherName = "fork"
-
-
-async def admin_connect(url: str, password: str) -> Client:
-    """Connect as the stack's admin user (provisioning, status)."""
-    return await nats.connect(
-        url,
-        user=ADMIN_USER,
-        password=password,
-        name="hms-ops-cli",
-        max_reconnect_attempts=3,
-        connect_timeout=2,
-    )
 
 
 def service_children(opts: UpOptions, nats_url: str, creds: dict[str, str]) -> list[Child]:

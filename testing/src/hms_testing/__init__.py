@@ -1,6 +1,6 @@
 """Test support for hms-ops: real nats-server, service subprocesses, waiting with deadlines.
 
-The pytest fixtures live in :mod:`hms_kit.testing.plugin`.
+The pytest fixtures live in :mod:`hms_testing.plugin`.
 """
 
 from .kits import running

@@ -1,6 +1,6 @@
 """pytest plugin: a real nats-server, clients to it and service processes, per test.
 
-Enable with ``pytest_plugins = ["hms_kit.testing.plugin"]`` in the root ``conftest.py``.
+Enable with ``pytest_plugins = ["hms_testing.plugin"]`` in the root ``conftest.py``.
 """
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ from urllib.parse import urlsplit
 
 import nats
 import pytest
+from hms_stack.natsserver import read_server_info
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-
-from hms_kit.natsserver import read_server_info
 
 from .processes import ServiceLauncher
 from .servers import ExternalNats, NatsHandle, open_nats

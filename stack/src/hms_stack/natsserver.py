@@ -22,13 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import KitError
+from .errors import NatsServerError
 
 log = logging.getLogger(__name__)
-
-
-class NatsServerError(KitError):
-    """nats-server could not be found, started or reached."""
 
 
 def nats_server_binary() -> Path:

@@ -8,8 +8,8 @@ import os
 from pathlib import Path
 
 import pytest
-from hms_ops.launch import ExecLauncher, ForkLauncher, Launcher
-from hms_ops.supervisor import BACKOFF_S, Child, Supervisor, restart_delay
+from hms_stack.launch import ExecLauncher, ForkLauncher, Launcher
+from hms_stack.supervisor import BACKOFF_S, Child, Supervisor, restart_delay
 
 
 def test_restart_delay_doubles_up_to_thirty_seconds_and_starts_over_after_a_stable_run() -> None:

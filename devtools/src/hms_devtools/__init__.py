@@ -1,0 +1,1 @@
+"""hms-ops developer tools: documents generated from the contracts."""

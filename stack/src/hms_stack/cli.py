@@ -1,0 +1,79 @@
+"""``hms-ops up``: added to the ``hms-ops`` command through the ``hms_ops.commands`` entry point."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from typing import Annotated
+
+import typer
+from hms_ops.cli import StateDir, console, err, state_paths
+from rich.table import Table
+
+from .errors import StackError
+from .launch import LauncherName
+from .stack import Stack, UpOptions, run_up
+
+
+def up(
+    state_dir: StateDir = None,
+    nats_port: Annotated[
+        int, typer.Option(envvar="HMS_NATS_PORT", help="NATS port on loopback.", min=1, max=65535)
+    ] = 4222,
+    console_port: Annotated[
+        int, typer.Option(envvar="HMS_CONSOLE_PORT", help="Dashboard port.", min=1, max=65535)
+    ] = 8700,
+    ready_timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for every service.", min=1)
+    ] = 30.0,
+    heartbeat_interval: Annotated[
+        float, typer.Option(help="Seconds between service heartbeats.", min=0.1)
+    ] = 2.0,
+    launcher: Annotated[
+        LauncherName,
+        typer.Option(help="fork: from a preloaded server (fast start); exec: fresh interpreters."),
+    ] = "fork",
+) -> None:
+    """Run the whole stack: embedded NATS and every service, supervised, until Ctrl-C."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    opts = UpOptions(
+        paths=state_paths(state_dir),
+        nats_port=nats_port,
+        console_port=console_port,
+        ready_timeout_s=ready_timeout,
+        launcher=launcher,
+        heartbeat_interval_s=heartbeat_interval,
+    )
+
+    def ready(stack: Stack) -> None:
+        info = stack.describe()
+        table = Table(title=f"hms-ops is up in {stack.ready_s:.1f}s", title_justify="left")
+        for col in ("service", "pid", "health", "url"):
+            table.add_column(col, no_wrap=True)  # URLs stay whole when piped
+        for name, svc in info["services"].items():
+            ok = stack.healthy.get(name, False)
+            table.add_row(
+                name,
+                str(svc["pid"]),
+                "[green]ok[/]" if ok else "[red]not ready[/]",
+                svc["http_url"] + "/healthz",
+            )
+        console.print(table)
+        console.print(f"NATS       {info['nats_url']}")
+        console.print(f"State      {info['state_dir']}   (logs in {stack.opts.paths.logs})")
+        console.print(f"Dashboard  [bold]{info['dashboard_url']}[/]")
+        if all(stack.healthy.values()):
+            console.print("Press Ctrl-C to stop.")
+        else:
+            err.print("[red]some services did not become healthy; stopping. See their logs.[/]")
+        sys.stdout.flush()  # the URLs must reach a log or a pipe now, not at exit
+
+    try:
+        code = asyncio.run(run_up(opts, ready))
+    except StackError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    if code == 0:
+        console.print("stopped; no process left behind.")
+    raise typer.Exit(code)

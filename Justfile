@@ -35,5 +35,8 @@ bench *args:
 docs:
     uv run python -m hms_devtools.docs
 
-[doc("Lint, type-check and test: what CI runs")]
-check: lint typecheck test
+[doc("Before merging: `test`, then lock and generated docs are current and every benchmark still runs")]
+check: test
+    uv lock --check
+    uv run python -m hms_devtools.docs --check
+    uv run python bench/run.py --quick --repeats 1 > /dev/null

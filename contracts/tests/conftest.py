@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import hms_contracts as ev
 import pytest
-from hms_contracts import events as ev
 from hms_contracts.bus import BusEvent
 
 NS = "usds_unemployment"

@@ -6,8 +6,8 @@ import inspect
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import hms_contracts as ev
 import pytest
-from hms_contracts import events as ev
 from hms_contracts.bus import BusEvent
 from pydantic import BaseModel, ValidationError
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 
+import hms_contracts as ev
 import pytest
-from hms_contracts import events as ev
 from hms_contracts import specs, subjects
 from hms_contracts.bus import BusEvent
-from hms_contracts.subjects import Family, SubjectError
+from hms_contracts.errors import SubjectError
+from hms_contracts.subjects import Family
 from hypothesis import assume, given
 from hypothesis import strategies as st
 

@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hms_contracts import subjects, topology
-from hms_contracts.events import CATALOGUE
+from hms_contracts import CATALOGUE, subjects, topology
 from hms_devtools import docs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

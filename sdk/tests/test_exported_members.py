@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import hms_ops
+from hms_ops import errors
 
 
-def test_sdk_exports_its_version() -> None:
+def test_sdk_exports_exactly_its_public_names() -> None:
     assert hms_ops.__all__ == ["__version__"]
-    assert hms_ops.__version__ == "0.1.0"
+
+
+def test_sdk_errors_form_one_hierarchy_with_one_line_docstrings() -> None:
+    for cls in (errors.StackError,):
+        assert issubclass(cls, errors.HmsOpsError)
+        assert cls.__doc__
+        assert "\n" not in cls.__doc__.strip()

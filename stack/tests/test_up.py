@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -164,7 +165,8 @@ def test_status_reports_every_service_with_version_instance_health_and_uptime(
     assert {r["service"] for r in rows} == set(SERVICE_NAMES)
     for row in rows:
         assert row["state"] == "ok"
-        assert row["version"] == "0.1.0"
+        # the version each service runs is its own package's, as the registry reports it
+        assert row["version"] == version("hms-" + row["service"])
         assert row["instance"]
         assert row["uptime_s"] >= 0
     leaders = {r["service"]: r["leader"] for r in rows}

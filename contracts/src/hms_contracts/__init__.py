@@ -5,52 +5,55 @@ RunScheduled``) and subjects, streams and permissions from the ``subjects``, ``s
 ``topology`` modules.
 """
 
-from . import events, specs, subjects, topology
+from . import specs, subjects, topology
+from .alerts import AlertFiring, AlertResolved, Operator, SlaBreached
+from .audit import GENESIS_HASH, AuditRecorded
 from .base import SYSTEM_NAMESPACE, Event, Namespace, deterministic_id
 from .bus import BusEvent
-from .events import (
-    CATALOGUE,
-    AlertFiring,
-    AlertResolved,
-    AuditRecorded,
+from .catalogue import CATALOGUE, decode, event_for_subject
+from .errors import ContractError, SubjectError
+from .heartbeats import Health, ServiceHeartbeat
+from .incidents import (
     IncidentClosed,
     IncidentEscalated,
     IncidentOpened,
+    IncidentStatus,
     IncidentStepRan,
     IncidentUpdated,
-    MetricSample,
-    MetricSampleBatch,
+)
+from .metrics import MetricSample, MetricSampleBatch
+from .runs import (
     RunCompleted,
     RunDeadLettered,
     RunFailed,
     RunProgressed,
     RunScheduled,
     RunStarted,
-    ScaleDecided,
-    ServiceHeartbeat,
-    SlaBreached,
-    decode,
-    event_for_subject,
     run_id_for,
 )
-from .subjects import SubjectError
+from .scaling import ScaleDecided
 
 __all__ = [
     "CATALOGUE",
+    "GENESIS_HASH",
     "SYSTEM_NAMESPACE",
     "AlertFiring",
     "AlertResolved",
     "AuditRecorded",
     "BusEvent",
+    "ContractError",
     "Event",
+    "Health",
     "IncidentClosed",
     "IncidentEscalated",
     "IncidentOpened",
+    "IncidentStatus",
     "IncidentStepRan",
     "IncidentUpdated",
     "MetricSample",
     "MetricSampleBatch",
     "Namespace",
+    "Operator",
     "RunCompleted",
     "RunDeadLettered",
     "RunFailed",
@@ -64,7 +67,6 @@ __all__ = [
     "decode",
     "deterministic_id",
     "event_for_subject",
-    "events",
     "run_id_for",
     "specs",
     "subjects",

@@ -3,34 +3,23 @@
 from __future__ import annotations
 
 import hashlib
-import re
 from datetime import datetime
 from typing import Annotated, ClassVar
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
-_TOKEN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-
-
-def _check_namespace(value: str) -> str:
-    if not _TOKEN.fullmatch(value):
-        raise ValueError(
-            f"namespace {value!r} must be lower-case letters, digits and '_', "
-            "start with a letter and be at most 63 characters (it is a NATS subject token)"
-        )
-    return value
-
+from .tokens import NAMESPACE_PATTERN, check_namespace
 
 Namespace = Annotated[
     str,
-    AfterValidator(_check_namespace),
+    AfterValidator(check_namespace),
     Field(
         description="Agency system and environment, e.g. usds_unemployment or "
         "usds_unemployment_staging; a subject token, so NATS permissions can confine a "
         "client to it",
         examples=["usds_unemployment"],
-        # documented in the schema; checked by _check_namespace, whose message is clearer
-        json_schema_extra={"pattern": _TOKEN.pattern},
+        # documented in the schema; checked by check_namespace, whose message is clearer
+        json_schema_extra={"pattern": NAMESPACE_PATTERN},
     ),
 ]
 

@@ -11,9 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, StringConstraints
 
-from . import subjects
-
-_PART = r"[A-Za-z0-9_\-]{1,64}"
+from .tokens import TOKEN_PART, TOKEN_PATTERN, check_token, check_tokens
 
 
 def _check_metric_name(value: str) -> str:
@@ -21,14 +19,7 @@ def _check_metric_name(value: str) -> str:
     # the subject token rule dot by dot (one rule, in subjects); SubjectError is a ValueError.
     if len(value) > 200:
         raise ValueError(f"metric name {value[:40]!r}... is longer than 200 characters")
-    subjects._tokens(value, "metric name")
-    return value
-
-
-def _check_token(value: str) -> str:
-    if "." in value:
-        raise ValueError(f"{value!r} must be a single subject token (no '.')")
-    subjects._tokens(value, "subject token")
+    check_tokens(value, "metric name")
     return value
 
 
@@ -46,8 +37,8 @@ Slug = Annotated[
 
 Token = Annotated[
     str,
-    AfterValidator(_check_token),
-    Field(json_schema_extra={"pattern": f"^{_PART}$"}),
+    AfterValidator(check_token),
+    Field(json_schema_extra={"pattern": TOKEN_PATTERN}),
 ]
 """A single NATS subject token: it is routed on, so queue, pool and source names are tokens."""
 
@@ -55,7 +46,7 @@ MetricName = Annotated[
     str,
     AfterValidator(_check_metric_name),
     Field(
-        json_schema_extra={"pattern": rf"^{_PART}(\.{_PART})*$"},
+        json_schema_extra={"pattern": rf"^{TOKEN_PART}(\.{TOKEN_PART})*$"},
         examples=["api.latency_p99"],
     ),
 ]

@@ -5,33 +5,9 @@ Every subject a service uses comes from here; no service types a subject literal
 
 from __future__ import annotations
 
-import re
-
-from .base import SYSTEM_NAMESPACE, _check_namespace
-
-_REST_TOKEN = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
-
-
-class SubjectError(ValueError):
-    """A subject part is not a valid NATS subject token."""
-
-
-def _tokens(rest: str, what: str) -> str:
-    parts = rest.split(".")
-    for token in parts:
-        if not _REST_TOKEN.fullmatch(token):
-            raise SubjectError(
-                f"{what} {rest!r}: token {token!r} must be 1-64 characters of letters, "
-                "digits, '_' or '-' (no spaces, '*' or '>')"
-            )
-    return rest
-
-
-def _ns(namespace: str) -> str:
-    try:
-        return _check_namespace(namespace)
-    except ValueError as exc:
-        raise SubjectError(str(exc)) from None
+from .base import SYSTEM_NAMESPACE
+from .errors import SubjectError
+from .tokens import check_namespace, check_tokens
 
 
 class Family:
@@ -46,14 +22,14 @@ class Family:
 
     def subject(self, namespace: str, rest: str = "") -> str:
         """The concrete subject for a namespace (and the rest, when the family has one)."""
-        base = f"{self.prefix}.{_ns(namespace)}"
+        base = f"{self.prefix}.{check_namespace(namespace)}"
         if self.rest_tokens == 0:
             if rest:
                 raise SubjectError(f"{self.prefix} subjects have nothing after the namespace")
             return base
         if not rest:
             raise SubjectError(f"{self.prefix} subjects need a part after the namespace")
-        rest = _tokens(rest, f"{self.prefix} subject part")
+        rest = check_tokens(rest, f"{self.prefix} subject part")
         if self.rest_tokens is not None and rest.count(".") + 1 != self.rest_tokens:
             raise SubjectError(
                 f"{self.prefix} subjects take {self.rest_tokens} token(s) after the namespace, "
@@ -63,7 +39,7 @@ class Family:
 
     def wildcard(self, namespace: str | None = None) -> str:
         """Everything in the family, in one namespace or (None) in all of them."""
-        ns = "*" if namespace is None else _ns(namespace)
+        ns = "*" if namespace is None else check_namespace(namespace)
         return f"{self.prefix}.{ns}" if self.rest_tokens == 0 else f"{self.prefix}.{ns}.>"
 
     def namespace_of(self, subject: str) -> str:

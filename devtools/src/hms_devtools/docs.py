@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from hms_contracts import specs, subjects, topology
+from hms_contracts import CATALOGUE, specs, subjects, topology
 from hms_contracts.base import SYSTEM_NAMESPACE
 from hms_contracts.bus import BusEvent
-from hms_contracts.events import CATALOGUE
 from hms_contracts.subjects import Family
 
 ASYNCAPI_PATH = "docs/asyncapi.yaml"

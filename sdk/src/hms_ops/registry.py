@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 
-from hms_contracts.events import ServiceHeartbeat
+from hms_contracts import ServiceHeartbeat
 from hms_contracts.specs import SERVICE_REGISTRY
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, NoKeysError

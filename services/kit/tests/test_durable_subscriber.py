@@ -8,8 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from faststream.nats import NatsRouter
-from hms_contracts import specs, subjects, topology
-from hms_contracts.events import AlertFiring
+from hms_contracts import AlertFiring, specs, subjects, topology
 from hms_kit import ServiceKit, ServiceSettings, provision, publish
 from hms_kit.deadletter import REASON
 from hms_kit.subscribe import durable_subscriber

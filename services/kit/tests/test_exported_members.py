@@ -8,14 +8,17 @@ import hms_kit
 def test_kit_exports_exactly_its_public_names() -> None:
     assert sorted(hms_kit.__all__) == [
         "BatchConsumer",
+        "Clock",
         "Delivery",
         "DriftError",
+        "FakeClock",
         "KitError",
         "KitMetrics",
         "Lease",
         "ProvisioningError",
         "ServiceKit",
         "ServiceSettings",
+        "SystemClock",
         "dead_letter",
         "describe_error",
         "durable_subscriber",
@@ -27,6 +30,7 @@ def test_kit_exports_exactly_its_public_names() -> None:
         "publish",
         "publish_many",
         "run_service",
+        "settings_config",
     ]
     for name in hms_kit.__all__:
         assert getattr(hms_kit, name).__module__.startswith("hms_kit"), name

@@ -8,8 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from hms_contracts import specs
-from hms_contracts.events import ServiceHeartbeat
+from hms_contracts import ServiceHeartbeat, specs
 from hms_kit import ensure_stream
 from hms_kit.registry import registry_key
 from hms_ops.registry import is_stale

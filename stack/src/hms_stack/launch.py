@@ -25,7 +25,7 @@ from typing import Literal, Protocol
 
 LauncherName = Literal["fork", "exec"]
 
-PRELOAD = ["hms_kit", "hms_contracts.events", "faststream.nats", "aiohttp.web"]
+PRELOAD = ["hms_kit", "hms_contracts", "faststream.nats", "aiohttp.web"]
 
 
 def die_with_parent() -> None:

@@ -19,10 +19,9 @@ from hms_contracts.base import Event
 from hms_kit.consumer import BatchConsumer, Delivery
 from hms_kit.provision import ensure_stream
 from hms_kit.service import ServiceKit, run_service
-from hms_kit.settings import ServiceSettings
+from hms_kit.settings import ServiceSettings, settings_config
 from nats.js import JetStreamContext
 from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
 from hms_testing.processes import ServiceLauncher, ServiceProcess
 
@@ -52,7 +51,7 @@ class ProbeItem(Event):
 class ProbeSettings(ServiceSettings):
     """The probe reads the worker pool's environment."""
 
-    model_config = SettingsConfigDict(env_prefix="HMS_WORKER_POOL_", extra="ignore", frozen=True)
+    model_config = settings_config(SERVICE)
 
 
 def database_path(state_dir: Path) -> Path:

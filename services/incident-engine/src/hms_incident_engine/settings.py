@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from hms_kit import ServiceSettings
-from pydantic_settings import SettingsConfigDict
+from hms_kit import ServiceSettings, settings_config
+
+from .core import SERVICE
 
 
 class IncidentEngineSettings(ServiceSettings):
     """Everything the incident-engine reads from its environment."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="HMS_INCIDENT_ENGINE_", extra="ignore", frozen=True
-    )
+    model_config = settings_config(SERVICE)

@@ -1,5 +1,6 @@
 """hms-ops service kit: what every service process needs, in one place."""
 
+from .clock import Clock, FakeClock, SystemClock
 from .consumer import BatchConsumer, Delivery
 from .deadletter import dead_letter, describe_error
 from .errors import DriftError, KitError, ProvisioningError
@@ -8,19 +9,22 @@ from .metrics import KitMetrics
 from .provision import ensure_bucket, ensure_consumer, ensure_stream, provision
 from .publish import publish, publish_many
 from .service import ServiceKit, run_service
-from .settings import ServiceSettings, env_prefix
+from .settings import ServiceSettings, env_prefix, settings_config
 from .subscribe import durable_subscriber
 
 __all__ = [
     "BatchConsumer",
+    "Clock",
     "Delivery",
     "DriftError",
+    "FakeClock",
     "KitError",
     "KitMetrics",
     "Lease",
     "ProvisioningError",
     "ServiceKit",
     "ServiceSettings",
+    "SystemClock",
     "dead_letter",
     "describe_error",
     "durable_subscriber",
@@ -32,4 +36,5 @@ __all__ = [
     "publish",
     "publish_many",
     "run_service",
+    "settings_config",
 ]

@@ -9,7 +9,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from hms_contracts.events import ServiceHeartbeat
+from hms_contracts import ServiceHeartbeat
 from hms_contracts.specs import SERVICE_REGISTRY
 from nats.aio.client import Client
 

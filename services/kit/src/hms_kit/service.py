@@ -25,9 +25,8 @@ from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 from faststream.nats.prometheus import NatsPrometheusMiddleware
 from faststream.nats.security import NatsCredentials, NatsUserPassword
 from faststream.security import BaseSecurity
-from hms_contracts import specs, subjects, topology
+from hms_contracts import ServiceHeartbeat, specs, subjects, topology
 from hms_contracts.base import SYSTEM_NAMESPACE
-from hms_contracts.events import ServiceHeartbeat
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError

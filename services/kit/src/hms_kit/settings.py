@@ -15,6 +15,14 @@ def env_prefix(service: str) -> str:
     return "HMS_" + service.upper().replace("-", "_") + "_"
 
 
+def settings_config(service: str) -> SettingsConfigDict:
+    """The settings configuration of a service: its env prefix, frozen, other variables ignored.
+
+    ``model_config = settings_config("evaluator")`` in the service's settings class.
+    """
+    return SettingsConfigDict(env_prefix=env_prefix(service), extra="ignore", frozen=True)
+
+
 class ServiceSettings(BaseSettings):
     """Connection, HTTP, heartbeat, logging and tracing settings of one service process."""
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from hms_kit import ServiceSettings
-from pydantic_settings import SettingsConfigDict
+from hms_kit import ServiceSettings, settings_config
+
+from .core import SERVICE
 
 
 class SchedulerSettings(ServiceSettings):
     """Everything the scheduler reads from its environment."""
 
-    model_config = SettingsConfigDict(env_prefix="HMS_SCHEDULER_", extra="ignore", frozen=True)
+    model_config = settings_config(SERVICE)

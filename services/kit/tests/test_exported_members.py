@@ -14,6 +14,8 @@ def test_kit_exports_exactly_its_public_names() -> None:
         "KitMetrics",
         "Lease",
         "ProvisioningError",
+        "Reject",
+        "Retry",
         "ServiceKit",
         "ServiceSettings",
         "dead_letter",

@@ -3,6 +3,7 @@
 from .consumer import BatchConsumer, Delivery
 from .deadletter import dead_letter, describe_error
 from .errors import DriftError, KitError, ProvisioningError
+from .fate import Reject, Retry
 from .lease import Lease
 from .metrics import KitMetrics
 from .provision import ensure_bucket, ensure_consumer, ensure_stream, provision
@@ -20,6 +21,8 @@ __all__ = [
     "KitMetrics",
     "Lease",
     "ProvisioningError",
+    "Reject",
+    "Retry",
     "ServiceKit",
     "ServiceSettings",
     "dead_letter",

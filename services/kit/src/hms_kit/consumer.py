@@ -3,8 +3,10 @@
 Pulls up to ``batch`` messages from a durable consumer, validates each against its contract
 model (a poison message is dead-lettered and termed), hands the valid ones to the handler in
 one call, and acks them only after the handler returns: the handler commits the effect (one
-SQLite transaction for the batch), then the acks go out. A handler error naks with the
-consumer's backoff, and dead-letters messages on their last allowed delivery.
+SQLite transaction for the batch), then the acks go out. A handler error naks the batch with the
+consumer's backoff, and dead-letters messages on their last allowed delivery. The handler states
+a batch's fate outright by raising :class:`~hms_kit.Retry` (nak after its delay) or
+:class:`~hms_kit.Reject` (dead-letter and term every message of the batch).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from opentelemetry import propagate, trace
 from pydantic import ValidationError
 
 from .deadletter import dead_letter, describe_error
+from .fate import Reject, Retry, attempt_of, settle_failure
 from .metrics import KitMetrics
 
 log = logging.getLogger(__name__)
@@ -45,7 +48,8 @@ class Delivery(Generic[E]):
 
     @property
     def attempt(self) -> int:
-        return int(self.msg.metadata.num_delivered)
+        """How often JetStream has delivered this message (1 on the first delivery)."""
+        return attempt_of(self.msg)
 
 
 Handler = Callable[[Sequence[Delivery[E]]], Awaitable[None]]
@@ -137,16 +141,12 @@ class BatchConsumer(Generic[E]):
         self._count("acked", len(good))
 
     async def _settle_failure(self, batch: Sequence[Delivery[E]], exc: Exception) -> None:
-        log.exception("consumer %s: handler failed on %d message(s)", self.spec.durable, len(batch))
-        backoff = self.spec.backoff_s
+        if isinstance(exc, Retry | Reject):
+            log.info("consumer %s: %r on %d message(s)", self.spec.durable, exc, len(batch))
+        else:
+            log.exception(
+                "consumer %s: handler failed on %d message(s)", self.spec.durable, len(batch)
+            )
         for d in batch:
-            n = d.attempt
-            if n >= self.spec.max_deliver:
-                await dead_letter(
-                    self.nc, d.msg, f"failed {n} deliveries: {describe_error(exc)}", self.metrics
-                )
-                self._count("dead_lettered")
-            else:
-                delay = backoff[min(n, len(backoff)) - 1] if backoff else 1.0
-                await d.msg.nak(delay=delay)
-                self._count("nacked")
+            outcome = await settle_failure(self.nc, d.msg, exc, self.spec, self.metrics)
+            self._count(outcome)

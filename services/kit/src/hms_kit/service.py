@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from fast_depends.pydantic import PydanticSerializer
 from faststream import FastStream
 from faststream.nats import NatsBroker, NatsRouter
 from faststream.nats.opentelemetry import NatsTelemetryMiddleware
@@ -110,6 +111,9 @@ class ServiceKit:
             logger=logging.getLogger(f"hms_{name.replace('-', '_')}.broker"),
             # FastStream's per-message access log costs as much as the handler: debug only
             log_level=logging.DEBUG,
+            # an invalid payload then raises FastDepends' error, a handler's own pydantic error
+            # stays pydantic's: the dead-letter middleware tells poison from a handler bug
+            serializer=PydanticSerializer(use_fastdepends_errors=True),
         )
         for router in routers:
             self.broker.include_router(router)

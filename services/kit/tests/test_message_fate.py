@@ -104,12 +104,12 @@ async def test_handler_error_is_retried_with_backoff_and_dead_lettered_after_the
     attempts: list[datetime] = []
     router = NatsRouter()
 
-    @durable_subscriber(router, ALERTS_FATE, service="incident-engine")
     async def on_firing(event: AlertFiring) -> None:
         attempts.append(datetime.now(UTC))
         # a handler bug: building the outgoing event fails validation
         AlertResolved.model_validate({"namespace": event.namespace})
 
+    durable_subscriber(router, ALERTS_FATE, {AlertFiring: on_firing}, service="incident-engine")
     async with running(alert_kit(nats_server, router)):
         alert = firing()
         await publish_event(js, alert)
@@ -132,13 +132,13 @@ async def test_retry_from_a_handler_redelivers_after_its_delay_without_dead_lett
     handled: list[AlertFiring] = []
     router = NatsRouter()
 
-    @durable_subscriber(router, ALERTS_FATE, service="incident-engine")
     async def on_firing(event: AlertFiring) -> None:
         attempts.append(len(attempts) + 1)
         if len(attempts) == 1:
             raise Retry("the store is busy", delay_s=0.1)
         handled.append(event)
 
+    durable_subscriber(router, ALERTS_FATE, {AlertFiring: on_firing}, service="incident-engine")
     async with running(alert_kit(nats_server, router)):
         alert = firing()
         await publish_event(js, alert)
@@ -156,11 +156,11 @@ async def test_reject_from_a_handler_dead_letters_at_once_with_its_reason(
     attempts: list[AlertFiring] = []
     router = NatsRouter()
 
-    @durable_subscriber(router, ALERTS_FATE, service="incident-engine")
     async def on_firing(event: AlertFiring) -> None:
         attempts.append(event)
         raise Reject("no playbook named 'rollback' in namespace usds_unemployment")
 
+    durable_subscriber(router, ALERTS_FATE, {AlertFiring: on_firing}, service="incident-engine")
     async with running(alert_kit(nats_server, router)):
         alert = firing()
         await publish_event(js, alert)

@@ -2,7 +2,7 @@
 
 from .consumer import BatchConsumer, Delivery
 from .deadletter import dead_letter, describe_error
-from .errors import DriftError, KitError, ProvisioningError
+from .errors import DriftError, KitError, ProvisioningError, SubscriberError
 from .fate import Reject, Retry
 from .lease import Lease
 from .metrics import KitMetrics
@@ -25,6 +25,7 @@ __all__ = [
     "Retry",
     "ServiceKit",
     "ServiceSettings",
+    "SubscriberError",
     "dead_letter",
     "describe_error",
     "durable_subscriber",

@@ -53,3 +53,23 @@ async def test_released_lease_is_taken_over_at_once(js: JetStreamContext) -> Non
     assert await standby.try_acquire()
     assert await leader.holder_now() == "standby"
     assert not await leader.try_acquire()
+
+
+async def test_release_after_the_lease_moved_on_leaves_the_successor_holding_it(
+    js: JetStreamContext,
+) -> None:
+    kv = await lease_bucket(js)
+    stalled, successor = Lease(kv, "evaluator", "stalled"), Lease(kv, "evaluator", "successor")
+    third = Lease(kv, "evaluator", "third")
+    assert await stalled.try_acquire()
+    # the holder stalls past the TTL; the successor takes the lapsed lease
+    await wait_until(
+        successor.try_acquire, timeout=TEST_LEASES.ttl_s + 2, interval=0.05, message="failover"
+    )
+
+    await stalled.release()  # shutting down, it still believes it holds the lease
+
+    assert not stalled.held
+    assert await successor.holder_now() == "successor"
+    assert not await third.try_acquire(), "a third instance must not lead alongside"
+    assert await successor.try_acquire(), "the successor renews as before"

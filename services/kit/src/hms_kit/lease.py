@@ -9,14 +9,15 @@ only once the previous holder's entry has expired or been released.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import BadRequestError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 log = logging.getLogger(__name__)
+
+WRONG_LAST_SEQUENCE = 10071  # JetStream's JSStreamWrongLastSequenceErr
 
 
 class Lease:
@@ -56,12 +57,23 @@ class Lease:
         return entry.value.decode() if entry.value else None
 
     async def release(self) -> None:
-        """Give the lease up at once, so a standby need not wait for the TTL."""
+        """Give the lease up at once, so a standby need not wait for the TTL.
+
+        The delete is conditional on the revision we last wrote: if the lease lapsed and moved
+        on while we stalled, the successor's entry stays (a purge would remove it and let a
+        third instance lead alongside the successor).
+        """
         if self._revision is None:
             return
-        with contextlib.suppress(KeyWrongLastSequenceError, KeyNotFoundError):
-            await self.kv.purge(self.key)
-        self._revision = None
+        revision, self._revision = self._revision, None
+        try:
+            await self.kv.delete(self.key, last=revision)
+        except BadRequestError as exc:
+            # nats-py raises the bare API error here: 10071 is "wrong last sequence"
+            if exc.err_code != WRONG_LAST_SEQUENCE:
+                raise
+            log.warning("lease %s had moved on from %s; left to its holder", self.key, self.holder)
+            return
         log.info("lease %s released by %s", self.key, self.holder)
 
     async def keep(

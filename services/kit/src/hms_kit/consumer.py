@@ -16,7 +16,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from hms_contracts.base import Event
 from hms_contracts.specs import ConsumerSpec
@@ -33,8 +33,10 @@ from .deadletter import dead_letter, describe_error
 from .fate import Reject, Retry, attempt_of, settle_failure
 from .metrics import KitMetrics
 
+if TYPE_CHECKING:
+    from .service import ServiceKit
+
 log = logging.getLogger(__name__)
-tracer = trace.get_tracer("hms_kit.consumer")
 
 E = TypeVar("E", bound=Event)
 
@@ -56,7 +58,11 @@ Handler = Callable[[Sequence[Delivery[E]]], Awaitable[None]]
 
 
 class BatchConsumer(Generic[E]):
-    """Consume ``spec`` in batches until cancelled, surviving NATS outages."""
+    """Consume ``spec`` in batches until cancelled, surviving NATS outages.
+
+    Each batch is one ``CONSUMER`` span on ``tracer_provider`` (the service's: build with
+    :meth:`for_kit`), linked to the trace context each message carried in its headers.
+    """
 
     def __init__(
         self,
@@ -69,6 +75,7 @@ class BatchConsumer(Generic[E]):
         batch: int = 100,
         fetch_timeout: float = 1.0,
         metrics: KitMetrics | None = None,
+        tracer_provider: trace.TracerProvider | None = None,
     ) -> None:
         self.nc = nc
         self.spec = spec
@@ -78,6 +85,37 @@ class BatchConsumer(Generic[E]):
         self.batch = batch
         self.fetch_timeout = fetch_timeout
         self.metrics = metrics
+        self.tracer = trace.get_tracer("hms_kit.consumer", tracer_provider=tracer_provider)
+        self._span_name = f"{spec.durable} process"
+        self._span_attributes = {
+            "messaging.system": "nats",
+            "messaging.consumer.group.name": spec.durable,
+            "messaging.destination.name": spec.stream,
+        }
+
+    @classmethod
+    def for_kit(
+        cls,
+        kit: ServiceKit,
+        spec: ConsumerSpec,
+        model: type[E],
+        handler: Handler[E],
+        *,
+        batch: int = 100,
+        fetch_timeout: float = 1.0,
+    ) -> BatchConsumer[E]:
+        """A consumer wired to the service: its connection, inbox, metrics and tracer."""
+        return cls(
+            kit.nc,
+            spec,
+            model,
+            handler,
+            inbox_prefix=kit.inbox_prefix,
+            batch=batch,
+            fetch_timeout=fetch_timeout,
+            metrics=kit.metrics,
+            tracer_provider=kit.tracer_provider,
+        )
 
     def _count(self, outcome: str, n: int = 1) -> None:
         if self.metrics is not None and n:
@@ -130,7 +168,12 @@ class BatchConsumer(Generic[E]):
                 ).get_span_context()
             ).is_valid
         ]
-        with tracer.start_as_current_span(f"{self.spec.durable} process", links=links[:32]):
+        with self.tracer.start_as_current_span(
+            self._span_name,
+            kind=trace.SpanKind.CONSUMER,
+            links=links[:32],
+            attributes={**self._span_attributes, "messaging.batch.message_count": len(good)},
+        ):
             try:
                 await self.handler(good)
             except Exception as exc:

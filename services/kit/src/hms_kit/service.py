@@ -221,7 +221,7 @@ class ServiceKit:
             self._spawn(task(self), self._bg)
         if self.spec.singleton:
             kv = await self.js.key_value(self.lease_bucket.bucket)
-            self._lease = Lease(kv, self.name, self.instance_id)
+            self._lease = Lease(kv, self.name, self.instance_id, ttl_s=self.lease_bucket.ttl_s)
             every = self.settings.lease_renew_s or max(self.lease_bucket.ttl_s / 3, 0.2)
             self._spawn(self._lease.keep(every, self._on_leadership), self._bg)
 
@@ -262,6 +262,13 @@ class ServiceKit:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         tasks.clear()
+
+    @property
+    def lease(self) -> Lease | None:
+        """The singleton lease once started (None otherwise). Leader tasks check
+        ``kit.lease.held`` or ``await kit.lease.confirm()`` before acting, and may carry
+        ``kit.lease.fencing_token`` in their effects; they are cancelled when it is lost."""
+        return self._lease
 
     async def _on_leadership(self, leader: bool) -> None:
         self.leader = leader

@@ -16,8 +16,11 @@ def test_kit_exports_exactly_its_public_names() -> None:
         "KitMetrics",
         "Lease",
         "ProvisioningError",
+        "Reject",
+        "Retry",
         "ServiceKit",
         "ServiceSettings",
+        "SubscriberError",
         "SystemClock",
         "dead_letter",
         "describe_error",
@@ -40,6 +43,7 @@ def test_kit_errors_form_one_hierarchy_with_one_line_docstrings() -> None:
     for cls in (
         hms_kit.DriftError,
         hms_kit.ProvisioningError,
+        hms_kit.SubscriberError,
     ):
         assert issubclass(cls, hms_kit.KitError)
         assert cls.__doc__

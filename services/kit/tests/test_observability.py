@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
 from faststream.nats import NatsRouter
-from hms_contracts import topology
-from hms_kit import ServiceKit, ServiceSettings
+from hms_contracts import specs, topology
+from hms_kit import BatchConsumer, Delivery, ServiceKit, ServiceSettings, provision, publish
 from hms_testing import NatsHandle, metric_value, open_nats, running, wait_until
+from hms_testing.probe import PROBE_RUNS, ProbeItem
+from nats.js import JetStreamContext
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
@@ -110,3 +115,44 @@ async def test_permission_violations_are_counted(tmp_path: Path) -> None:
             await wait_until(counted, timeout=5, message="the violation on /metrics")
     finally:
         server.stop()
+
+
+async def test_batch_consumer_spans_link_to_the_publishers_trace_context_from_nats_headers(
+    nats_server: NatsHandle, js: JetStreamContext
+) -> None:
+    await provision(js, streams=(specs.JOB_RUNS,), consumers=(PROBE_RUNS,))
+    producer = TracerProvider()
+    sent = InMemorySpanExporter()
+    producer.add_span_processor(SimpleSpanProcessor(sent))
+    for i in range(3):
+        with producer.get_tracer("test").start_as_current_span("enqueue", kind=SpanKind.PRODUCER):
+            item = ProbeItem(
+                event_id=f"t-{i}", occurred_at=datetime.now(UTC), namespace="acme", item=i
+            )
+            await publish(js, item)
+    handled: list[int] = []
+
+    async def consume(kit: ServiceKit) -> None:
+        async def handle(batch: Sequence[Delivery[ProbeItem]]) -> None:
+            handled.extend(d.event.item for d in batch)
+
+        await BatchConsumer.for_kit(kit, PROBE_RUNS, ProbeItem, handle).run()
+
+    settings = ServiceSettings(nats_url=nats_server.url, heartbeat_interval_s=60)
+    kit = ServiceKit("worker-pool", settings, version="t", tasks=(consume,), consumers=())
+    got = with_exporter(kit)
+    async with running(kit):
+        await wait_until(lambda: len(handled) == 3, timeout=5, message="3 items handled")
+
+        def consumer_spans() -> list[ReadableSpan]:
+            return [s for s in got.get_finished_spans() if s.kind is SpanKind.CONSUMER]
+
+        await wait_until(consumer_spans, timeout=5, message="the batch consumer's spans")
+    spans = consumer_spans()
+    assert {s.name for s in spans} == {f"{PROBE_RUNS.durable} process"}
+    assert all(s.resource.attributes["service.name"] == "hms-worker-pool" for s in spans)
+    published = {
+        (s.context.trace_id, s.context.span_id) for s in sent.get_finished_spans() if s.context
+    }
+    linked = {(link.context.trace_id, link.context.span_id) for s in spans for link in s.links}
+    assert linked == published, "each batch links to the trace context its messages carried"

@@ -3,7 +3,8 @@
 from .clock import Clock, FakeClock, SystemClock
 from .consumer import BatchConsumer, Delivery
 from .deadletter import dead_letter, describe_error
-from .errors import DriftError, KitError, ProvisioningError
+from .errors import DriftError, KitError, ProvisioningError, SubscriberError
+from .fate import Reject, Retry
 from .lease import Lease
 from .metrics import KitMetrics
 from .provision import ensure_bucket, ensure_consumer, ensure_stream, provision
@@ -22,8 +23,11 @@ __all__ = [
     "KitMetrics",
     "Lease",
     "ProvisioningError",
+    "Reject",
+    "Retry",
     "ServiceKit",
     "ServiceSettings",
+    "SubscriberError",
     "SystemClock",
     "dead_letter",
     "describe_error",

@@ -3,8 +3,10 @@
 Pulls up to ``batch`` messages from a durable consumer, validates each against its contract
 model (a poison message is dead-lettered and termed), hands the valid ones to the handler in
 one call, and acks them only after the handler returns: the handler commits the effect (one
-SQLite transaction for the batch), then the acks go out. A handler error naks with the
-consumer's backoff, and dead-letters messages on their last allowed delivery.
+SQLite transaction for the batch), then the acks go out. A handler error naks the batch with the
+consumer's backoff, and dead-letters messages on their last allowed delivery. The handler states
+a batch's fate outright by raising :class:`~hms_kit.Retry` (nak after its delay) or
+:class:`~hms_kit.Reject` (dead-letter and term every message of the batch).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from hms_contracts.base import Event
 from hms_contracts.specs import ConsumerSpec
@@ -28,10 +30,13 @@ from opentelemetry import propagate, trace
 from pydantic import ValidationError
 
 from .deadletter import dead_letter, describe_error
+from .fate import Reject, Retry, attempt_of, settle_failure
 from .metrics import KitMetrics
 
+if TYPE_CHECKING:
+    from .service import ServiceKit
+
 log = logging.getLogger(__name__)
-tracer = trace.get_tracer("hms_kit.consumer")
 
 E = TypeVar("E", bound=Event)
 
@@ -45,14 +50,19 @@ class Delivery(Generic[E]):
 
     @property
     def attempt(self) -> int:
-        return int(self.msg.metadata.num_delivered)
+        """How often JetStream has delivered this message (1 on the first delivery)."""
+        return attempt_of(self.msg)
 
 
 Handler = Callable[[Sequence[Delivery[E]]], Awaitable[None]]
 
 
 class BatchConsumer(Generic[E]):
-    """Consume ``spec`` in batches until cancelled, surviving NATS outages."""
+    """Consume ``spec`` in batches until cancelled, surviving NATS outages.
+
+    Each batch is one ``CONSUMER`` span on ``tracer_provider`` (the service's: build with
+    :meth:`for_kit`), linked to the trace context each message carried in its headers.
+    """
 
     def __init__(
         self,
@@ -65,6 +75,7 @@ class BatchConsumer(Generic[E]):
         batch: int = 100,
         fetch_timeout: float = 1.0,
         metrics: KitMetrics | None = None,
+        tracer_provider: trace.TracerProvider | None = None,
     ) -> None:
         self.nc = nc
         self.spec = spec
@@ -74,6 +85,37 @@ class BatchConsumer(Generic[E]):
         self.batch = batch
         self.fetch_timeout = fetch_timeout
         self.metrics = metrics
+        self.tracer = trace.get_tracer("hms_kit.consumer", tracer_provider=tracer_provider)
+        self._span_name = f"{spec.durable} process"
+        self._span_attributes = {
+            "messaging.system": "nats",
+            "messaging.consumer.group.name": spec.durable,
+            "messaging.destination.name": spec.stream,
+        }
+
+    @classmethod
+    def for_kit(
+        cls,
+        kit: ServiceKit,
+        spec: ConsumerSpec,
+        model: type[E],
+        handler: Handler[E],
+        *,
+        batch: int = 100,
+        fetch_timeout: float = 1.0,
+    ) -> BatchConsumer[E]:
+        """A consumer wired to the service: its connection, inbox, metrics and tracer."""
+        return cls(
+            kit.nc,
+            spec,
+            model,
+            handler,
+            inbox_prefix=kit.inbox_prefix,
+            batch=batch,
+            fetch_timeout=fetch_timeout,
+            metrics=kit.metrics,
+            tracer_provider=kit.tracer_provider,
+        )
 
     def _count(self, outcome: str, n: int = 1) -> None:
         if self.metrics is not None and n:
@@ -126,7 +168,12 @@ class BatchConsumer(Generic[E]):
                 ).get_span_context()
             ).is_valid
         ]
-        with tracer.start_as_current_span(f"{self.spec.durable} process", links=links[:32]):
+        with self.tracer.start_as_current_span(
+            self._span_name,
+            kind=trace.SpanKind.CONSUMER,
+            links=links[:32],
+            attributes={**self._span_attributes, "messaging.batch.message_count": len(good)},
+        ):
             try:
                 await self.handler(good)
             except Exception as exc:
@@ -137,16 +184,12 @@ class BatchConsumer(Generic[E]):
         self._count("acked", len(good))
 
     async def _settle_failure(self, batch: Sequence[Delivery[E]], exc: Exception) -> None:
-        log.exception("consumer %s: handler failed on %d message(s)", self.spec.durable, len(batch))
-        backoff = self.spec.backoff_s
+        if isinstance(exc, Retry | Reject):
+            log.info("consumer %s: %r on %d message(s)", self.spec.durable, exc, len(batch))
+        else:
+            log.exception(
+                "consumer %s: handler failed on %d message(s)", self.spec.durable, len(batch)
+            )
         for d in batch:
-            n = d.attempt
-            if n >= self.spec.max_deliver:
-                await dead_letter(
-                    self.nc, d.msg, f"failed {n} deliveries: {describe_error(exc)}", self.metrics
-                )
-                self._count("dead_lettered")
-            else:
-                delay = backoff[min(n, len(backoff)) - 1] if backoff else 1.0
-                await d.msg.nak(delay=delay)
-                self._count("nacked")
+            outcome = await settle_failure(self.nc, d.msg, exc, self.spec, self.metrics)
+            self._count(outcome)

@@ -11,3 +11,7 @@ class ProvisioningError(KitError):
 
 class DriftError(ProvisioningError):
     """An existing stream, consumer or bucket differs from its contract spec."""
+
+
+class SubscriberError(KitError):
+    """A durable subscriber's handlers do not match the event types its consumer carries."""

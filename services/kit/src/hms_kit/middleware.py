@@ -1,16 +1,21 @@
-"""FastStream middleware that dead-letters payloads no handler can accept."""
+"""FastStream middleware that states each message's fate when its handler does not return."""
 
 from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING, Any
 
+from fast_depends.exceptions import ValidationError as ArgumentError
 from faststream import BaseMiddleware
 from faststream._internal.context.repository import ContextRepo
+from faststream.exceptions import HandlerException, NackMessage, RejectMessage
 from faststream.message import StreamMessage
-from pydantic import ValidationError
+from hms_contracts import specs
+from hms_contracts.specs import ConsumerSpec
+from nats.aio.msg import Msg
 
 from .deadletter import dead_letter, describe_error
+from .fate import Reject, Retry, settle_failure
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -20,20 +25,53 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class DeadLetterMiddleware(BaseMiddleware):
-    """An invalid payload goes to ``dlq.<subject>`` with the reason and is termed.
+def undecodable(exc: BaseException) -> str | None:
+    """The reason a payload cannot be decoded, or None when ``exc`` is not about the payload.
 
-    The consumer never sees it again and never crashes on it; every other error follows the
-    subscriber's acknowledgement policy (nak and redelivery).
+    The broker validates handler arguments with FastDepends errors switched on, so an invalid
+    payload raises FastDepends' ``ValidationError`` while a pydantic error raised inside the
+    handler (building an outgoing event, say) stays a pydantic error: the handler's own bug.
+    A returned value that fails validation is the handler's bug too.
+    """
+    if isinstance(exc, Reject):
+        return exc.reason
+    if isinstance(exc, ArgumentError) and all(f.field_name != "return" for f in exc.error_fields):
+        return describe_error(exc.original_error)
+    return None
+
+
+def _metadata(raw: Msg) -> Msg.Metadata | None:
+    try:
+        return raw.metadata
+    except Exception:  # not a JetStream message
+        return None
+
+
+class DeadLetterMiddleware(BaseMiddleware):
+    """Settles a message whose handler raised.
+
+    - an undecodable payload or a :class:`~hms_kit.Reject` goes to ``dlq.<subject>`` with the
+      reason and is termed: the consumer never sees it again and never crashes on it;
+    - a :class:`~hms_kit.Retry` naks with its delay (or the consumer's backoff);
+    - any other error is the handler's: nak with the consumer's backoff for that delivery and,
+      on the last delivery (``max_deliver``), dead-letter with the error. The error is re-raised
+      so FastStream logs it and the span records it.
+
+    FastStream's own ``AckMessage``/``NackMessage``/``RejectMessage`` pass through untouched.
+    A core NATS message cannot be redelivered: only its dead-lettering applies.
     """
 
     kit: ServiceKit
+    consumers: dict[tuple[str, str], ConsumerSpec]
 
     @classmethod
     def factory(cls, kit: ServiceKit) -> Callable[..., DeadLetterMiddleware]:
+        known = {(c.stream, c.durable): c for c in (*specs.CONSUMERS, *kit.consumers)}
+
         def build(msg: Any, /, *, context: ContextRepo) -> DeadLetterMiddleware:
             mw = cls(msg, context=context)
             mw.kit = kit
+            mw.consumers = known
             return mw
 
         return build
@@ -45,9 +83,26 @@ class DeadLetterMiddleware(BaseMiddleware):
     ) -> Any:
         try:
             return await call_next(msg)
-        except ValidationError as exc:
-            await dead_letter(
-                self.kit.nc, msg.raw_message, describe_error(exc), self.kit.metrics, term=False
-            )
-            await msg.reject()
-            return None
+        except HandlerException:
+            raise
+        except Exception as exc:
+            raw = msg.raw_message
+            reason = undecodable(exc)
+            if reason is not None:
+                await dead_letter(self.kit.nc, raw, reason, self.kit.metrics)
+                raise RejectMessage() from exc
+            meta = _metadata(raw)
+            if meta is None:  # a core NATS message: nothing will redeliver it
+                raise
+            spec = self.consumers.get((meta.stream, meta.consumer or ""))
+            outcome = await settle_failure(self.kit.nc, raw, exc, spec, self.kit.metrics)
+            if isinstance(exc, Retry):
+                log.info("retrying message on %s: %s", raw.subject, exc.reason)
+                raise NackMessage() from exc
+            if outcome == "nacked":
+                log.warning(
+                    "handler failed on %s (delivery %d); redelivering",
+                    raw.subject,
+                    meta.num_delivered,
+                )
+            raise

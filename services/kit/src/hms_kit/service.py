@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from fast_depends.pydantic import PydanticSerializer
 from faststream import FastStream
 from faststream.nats import NatsBroker, NatsRouter
 from faststream.nats.opentelemetry import NatsTelemetryMiddleware
@@ -109,6 +110,9 @@ class ServiceKit:
             logger=logging.getLogger(f"hms_{name.replace('-', '_')}.broker"),
             # FastStream's per-message access log costs as much as the handler: debug only
             log_level=logging.DEBUG,
+            # an invalid payload then raises FastDepends' error, a handler's own pydantic error
+            # stays pydantic's: the dead-letter middleware tells poison from a handler bug
+            serializer=PydanticSerializer(use_fastdepends_errors=True),
         )
         for router in routers:
             self.broker.include_router(router)
@@ -216,7 +220,7 @@ class ServiceKit:
             self._spawn(task(self), self._bg)
         if self.spec.singleton:
             kv = await self.js.key_value(self.lease_bucket.bucket)
-            self._lease = Lease(kv, self.name, self.instance_id)
+            self._lease = Lease(kv, self.name, self.instance_id, ttl_s=self.lease_bucket.ttl_s)
             every = self.settings.lease_renew_s or max(self.lease_bucket.ttl_s / 3, 0.2)
             self._spawn(self._lease.keep(every, self._on_leadership), self._bg)
 
@@ -257,6 +261,13 @@ class ServiceKit:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         tasks.clear()
+
+    @property
+    def lease(self) -> Lease | None:
+        """The singleton lease once started (None otherwise). Leader tasks check
+        ``kit.lease.held`` or ``await kit.lease.confirm()`` before acting, and may carry
+        ``kit.lease.fencing_token`` in their effects; they are cancelled when it is lost."""
+        return self._lease
 
     async def _on_leadership(self, leader: bool) -> None:
         self.leader = leader

@@ -1,0 +1,139 @@
+"""One valid instance of every catalogued event, built the way producers do.
+
+The contracts' tests and the kit's per-consumer tests share these, so a new event type is
+covered everywhere as soon as it has a sample here.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import hms_contracts as ev
+from hms_contracts.bus import BusEvent
+
+NS = "usds_unemployment"
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+RUN_ID = ev.run_id_for("ssa_re_score", T0)
+FINGERPRINT = "0123456789abcdef"
+
+
+def _run(**extra: object) -> dict[str, object]:
+    base = {"namespace": NS, "occurred_at": T0, "job_id": "ssa_re_score", "run_id": RUN_ID}
+    return {**base, "queue": "ssa_re_score_q", **extra}
+
+
+def _alert(**extra: object) -> dict[str, object]:
+    return {
+        "namespace": NS,
+        "occurred_at": T0,
+        "rule_id": "api_latency_p99_high",
+        "metric": "api.latency_p99",
+        "fingerprint": FINGERPRINT,
+        "value": 1450.0,
+        "operator": ">",
+        "threshold": 1000.0,
+        "severity": "critical",
+        "summary": "p99 latency 1450 ms > 1000 ms",
+        "labels": {"service": "benefits_api"},
+        "started_at": T0 - timedelta(minutes=5),
+        **extra,
+    }
+
+
+def _incident(**extra: object) -> dict[str, object]:
+    return {"namespace": NS, "occurred_at": T0, "incident_id": "inc-1", **extra}
+
+
+def all_events() -> list[BusEvent]:
+    """One instance per CATALOGUE model, in catalogue order."""
+    sample = ev.MetricSample(name="api.latency_p99", value=1450.0, unit="ms", observed_at=T0)
+    first_audit = ev.AuditRecorded.chain(
+        None,
+        namespace=NS,
+        occurred_at=T0,
+        actor="incident-engine",
+        action="incident.opened",
+        target="inc-1",
+        detail={"playbook": "rollback"},
+    )
+    return [
+        ev.ServiceHeartbeat.create(
+            namespace="system",
+            occurred_at=T0,
+            service="worker-pool",
+            version="0.1.0",
+            instance_id="w-1",
+            started_at=T0,
+            health="ok",
+            http_url="http://127.0.0.1:8001",
+            pid=4242,
+            host="node-1",
+        ),
+        ev.MetricSampleBatch.create(
+            namespace=NS, occurred_at=T0, source="benefits_portal", origin="push", samples=[sample]
+        ),
+        ev.AlertFiring.create(**_alert(for_s=300.0)),
+        ev.AlertResolved.create(**_alert(resolved_at=T0 + timedelta(minutes=9))),
+        ev.SlaBreached.create(
+            namespace=NS,
+            occurred_at=T0 + timedelta(hours=5),
+            reason="deadline_missed",
+            job_id="ssa_re_score",
+            run_id=RUN_ID,
+            deadline=T0 + timedelta(hours=5),
+            detail="run not complete 300 minutes after midnight",
+        ),
+        ev.IncidentOpened.create(
+            **_incident(
+                title="API latency high",
+                severity="critical",
+                cause="alert",
+                fingerprint=FINGERPRINT,
+                playbook="rollback",
+            )
+        ),
+        ev.IncidentUpdated.create(
+            **_incident(revision=2, status="acknowledged", severity="critical", actor="alice")
+        ),
+        ev.IncidentStepRan.create(
+            **_incident(
+                playbook="rollback",
+                step_index=0,
+                argv=["kubectl", "rollout", "undo", "deploy/benefits-api"],
+                status="succeeded",
+                exit_code=0,
+                output="rolled back",
+                duration_s=2.5,
+            )
+        ),
+        ev.IncidentEscalated.create(
+            **_incident(level=1, channel="email", target="oncall@example.gov")
+        ),
+        ev.IncidentClosed.create(
+            **_incident(resolution="resolved", closed_by="alice", opened_at=T0)
+        ),
+        ev.RunScheduled.create(
+            **_run(
+                scheduled_at=T0,
+                deadline=T0 + timedelta(minutes=300),
+                task={"batch": "nightly", "limit": 1000},
+                items=250,
+            )
+        ),
+        ev.RunStarted.create(**_run(worker_id="w-1", attempt=1)),
+        ev.RunProgressed.create(**_run(done=100, total=250)),
+        ev.RunCompleted.create(**_run(items=250, duration_s=3600.0)),
+        ev.RunFailed.create(**_run(error="boom", attempt=1, will_retry=True, retry_in_s=5.0)),
+        ev.RunDeadLettered.create(**_run(reason="boom", attempts=5)),
+        ev.ScaleDecided.create(
+            namespace=NS,
+            occurred_at=T0,
+            pool="worker_pool",
+            queue="ssa_re_score_q",
+            current=1,
+            desired=5,
+            queue_depth=4200,
+            reason="depth 4200 > 500 per worker",
+        ),
+        first_audit,
+    ]

@@ -17,7 +17,7 @@ from hms_contracts.base import Event
 from hms_kit import (
     BatchConsumer,
     Delivery,
-    ServiceKit,
+    Service,
     ServiceSettings,
     ensure_consumer,
     ensure_stream,
@@ -177,8 +177,8 @@ async def test_invalid_payload_to_a_faststream_handler_is_dead_lettered_with_its
         handled.append(event)
 
     settings = ServiceSettings(nats_url=nats_server.url, heartbeat_interval_s=60)
-    kit = ServiceKit("console", settings, version="t", routers=(router,))
-    async with running(kit):
+    service = Service("console", settings, version="t", routers=(router,))
+    async with running(service):
         await nc.publish(subject, b'{"event_id": "g-1", "text": 42}')
         (dead,) = await dead_letters(js, subject, 1)
         good = Greeting(event_id="g-2", occurred_at=datetime.now(UTC), namespace=ns, text="hi")

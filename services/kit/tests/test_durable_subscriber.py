@@ -22,7 +22,7 @@ from hms_contracts import (
     topology,
 )
 from hms_contracts.bus import BusEvent
-from hms_kit import ServiceKit, ServiceSettings, SubscriberError, provision, publish
+from hms_kit import Service, ServiceSettings, SubscriberError, provision, publish
 from hms_kit.deadletter import REASON
 from hms_kit.subscribe import Handler, carried_events, durable_subscriber
 from hms_testing import NatsHandle, running, wait_until
@@ -111,8 +111,8 @@ async def test_durable_subscriber_routes_by_type_dead_letters_poison_and_acks_go
             nats_password=PASSWORD,  # type: ignore[arg-type]
             heartbeat_interval_s=60,
         )
-        kit = ServiceKit(svc.name, settings, version="t", routers=(router,))
-        async with running(kit):
+        service = Service(svc.name, settings, version="t", routers=(router,))
+        async with running(service):
             poison_subject = subjects.ALERT.subject("usds_unemployment", "firing")
             await js.publish(poison_subject, b'{"value": "high"}', headers={"Nats-Msg-Id": "p1"})
             good = alert("usds_unemployment", 1250.0)
@@ -134,7 +134,7 @@ async def test_durable_subscriber_routes_by_type_dead_letters_poison_and_acks_go
 
             await wait_until(settled, timeout=10, message="nothing pending on the consumer")
             await asyncio.sleep(0.5)
-            registry = kit.metrics.registry
+            registry = service.metrics.registry
             assert registry.get_sample_value("hms_nats_permission_violations_total") == 0
         assert handled == [good, resolved]
         assert dead.headers is not None
@@ -174,13 +174,12 @@ async def test_every_event_type_a_contract_consumer_carries_reaches_its_own_hand
     await provision(js, streams=(specs.stream_for(spec.stream), specs.DLQ))
     handled: dict[type[BusEvent], list[BusEvent]] = {model: [] for model in carried}
     router = NatsRouter()
-    service = owner_of(spec)
-    durable_subscriber(
-        router, spec, {m: recorder(got) for m, got in handled.items()}, service=service
-    )
+    owner = owner_of(spec)
+    handlers = {m: recorder(got) for m, got in handled.items()}
+    durable_subscriber(router, spec, handlers, service=owner)
     settings = ServiceSettings(nats_url=nats_server.url, heartbeat_interval_s=60)
-    kit = ServiceKit(service, settings, version="t", routers=(router,), consumers=(spec,))
-    async with running(kit):
+    service = Service(owner, settings, version="t", routers=(router,), consumers=(spec,))
+    async with running(service):
         for model in carried:
             await publish(js, samples[model])
 

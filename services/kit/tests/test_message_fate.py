@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from faststream.nats import NatsRouter
 from hms_contracts import AlertFiring, AlertResolved, specs, subjects
-from hms_kit import BatchConsumer, Delivery, Reject, Retry, ServiceKit, ServiceSettings, provision
+from hms_kit import BatchConsumer, Delivery, Reject, Retry, Service, ServiceSettings, provision
 from hms_kit import publish as publish_event
 from hms_kit.deadletter import REASON
 from hms_kit.subscribe import durable_subscriber
@@ -89,9 +89,9 @@ async def settled(js: JetStreamContext, spec: specs.ConsumerSpec) -> bool:
     return (info.num_pending, info.num_ack_pending) == (0, 0)
 
 
-def alert_kit(nats_server: NatsHandle, router: NatsRouter) -> ServiceKit:
+def alert_kit(nats_server: NatsHandle, router: NatsRouter) -> Service:
     settings = ServiceSettings(nats_url=nats_server.url, heartbeat_interval_s=60)
-    return ServiceKit(
+    return Service(
         "incident-engine", settings, version="t", routers=(router,), consumers=(ALERTS_FATE,)
     )
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import aiohttp
 from faststream.nats import NatsRouter
 from hms_contracts import specs, topology
-from hms_kit import BatchConsumer, Delivery, ServiceKit, ServiceSettings, provision, publish
+from hms_kit import BatchConsumer, Delivery, Service, ServiceSettings, provision, publish
 from hms_testing import NatsHandle, metric_value, open_nats, running, wait_until
 from hms_testing.probe import PROBE_RUNS, ProbeItem
 from nats.js import JetStreamContext
@@ -21,16 +21,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 
-def with_exporter(kit: ServiceKit) -> InMemorySpanExporter:
+def with_exporter(service: Service) -> InMemorySpanExporter:
     exporter = InMemorySpanExporter()
-    kit.tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    service.tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
     return exporter
 
 
-async def scrape(kit: ServiceKit) -> str:
+async def scrape(service: Service) -> str:
     async with (
         aiohttp.ClientSession() as session,
-        session.get(kit.health.url + "/metrics") as resp,
+        session.get(service.health.url + "/metrics") as resp,
     ):
         assert resp.status == 200
         assert resp.headers["Content-Type"].startswith("text/plain")
@@ -47,8 +47,8 @@ async def test_trace_context_travels_in_nats_headers(nats_server: NatsHandle) ->
         received.append(body)
 
     settings = ServiceSettings(nats_url=nats_server.url, heartbeat_interval_s=60)
-    producer = ServiceKit("metrics-collector", settings, version="t")
-    consumer = ServiceKit("console", settings, version="t", routers=(router,))
+    producer = Service("metrics-collector", settings, version="t")
+    consumer = Service("console", settings, version="t", routers=(router,))
     sent, got = with_exporter(producer), with_exporter(consumer)
     async with running(producer), running(consumer):
         await producer.broker.publish({"hello": "world"}, subject)
@@ -76,19 +76,19 @@ async def test_metrics_endpoint_is_prometheus_text_with_heartbeats(
     nats_server: NatsHandle,
 ) -> None:
     settings = ServiceSettings(nats_url=nats_server.url, heartbeat_interval_s=0.1)
-    kit = ServiceKit("console", settings, version="t")
-    async with running(kit):
+    service = Service("console", settings, version="t")
+    async with running(service):
 
         async def beats() -> float:
-            return metric_value(await scrape(kit), "hms_heartbeats_total") >= 2
+            return metric_value(await scrape(service), "hms_heartbeats_total") >= 2
 
         await wait_until(beats, timeout=5, message="two heartbeats on /metrics")
-        families = {f.name: f for f in text_string_to_metric_families(await scrape(kit))}
+        families = {f.name: f for f in text_string_to_metric_families(await scrape(service))}
     assert families["hms_heartbeats"].type == "counter"
     assert families["hms_nats_connected"].samples[0].value == 1
     (info,) = families["hms_service_info"].samples
     assert info.labels["service"] == "console"
-    assert info.labels["instance"] == kit.instance_id
+    assert info.labels["instance"] == service.instance_id
 
 
 async def test_permission_violations_are_counted(tmp_path: Path) -> None:
@@ -102,14 +102,14 @@ async def test_permission_violations_are_counted(tmp_path: Path) -> None:
             nats_password=SecretStr("pw"),
             heartbeat_interval_s=60,
         )
-        kit = ServiceKit("console", settings, version="t")
-        async with running(kit):
-            assert metric_value(await scrape(kit), "hms_nats_permission_violations_total") == 0
-            await kit.nc.publish("job.run.acme.forbidden", b"{}")  # only the scheduler may
-            await kit.nc.flush()
+        service = Service("console", settings, version="t")
+        async with running(service):
+            assert metric_value(await scrape(service), "hms_nats_permission_violations_total") == 0
+            await service.nc.publish("job.run.acme.forbidden", b"{}")  # only the scheduler may
+            await service.nc.flush()
 
             async def counted() -> bool:
-                text = await scrape(kit)
+                text = await scrape(service)
                 return metric_value(text, "hms_nats_permission_violations_total") >= 1
 
             await wait_until(counted, timeout=5, message="the violation on /metrics")
@@ -132,16 +132,16 @@ async def test_batch_consumer_spans_link_to_the_publishers_trace_context_from_na
             await publish(js, item)
     handled: list[int] = []
 
-    async def consume(kit: ServiceKit) -> None:
+    async def consume(service: Service) -> None:
         async def handle(batch: Sequence[Delivery[ProbeItem]]) -> None:
             handled.extend(d.event.item for d in batch)
 
-        await BatchConsumer.for_kit(kit, PROBE_RUNS, ProbeItem, handle).run()
+        await BatchConsumer.for_service(service, PROBE_RUNS, ProbeItem, handle).run()
 
     settings = ServiceSettings(nats_url=nats_server.url, heartbeat_interval_s=60)
-    kit = ServiceKit("worker-pool", settings, version="t", tasks=(consume,), consumers=())
-    got = with_exporter(kit)
-    async with running(kit):
+    service = Service("worker-pool", settings, version="t", loops=(consume,), consumers=())
+    got = with_exporter(service)
+    async with running(service):
         await wait_until(lambda: len(handled) == 3, timeout=5, message="3 items handled")
 
         def consumer_spans() -> list[ReadableSpan]:

@@ -3,10 +3,10 @@
 The pytest fixtures live in :mod:`hms_testing.plugin`.
 """
 
-from .kits import running
 from .metrics import metric_value
 from .plugin import connect
 from .processes import ServiceLauncher, ServiceProcess, ServiceStartError
+from .running import running
 from .servers import ContainerNats, ExternalNats, LocalNats, NatsHandle, open_nats
 from .waiting import wait_until
 

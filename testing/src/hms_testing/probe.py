@@ -1,9 +1,9 @@
-"""A test-only service for the kit's fault tests: ``python -m hms_testing.probe``.
+"""A test-only service for the service's fault tests: ``python -m hms_testing.probe``.
 
-It runs as ``worker-pool`` (a topology name, so the kit accepts it) and consumes ``JOB_RUNS``
+It runs as ``worker-pool`` (a topology name, so the service accepts it) and consumes ``JOB_RUNS``
 with a :class:`~hms_kit.BatchConsumer`: each message must be a :class:`ProbeItem`; each batch
 is written to a real SQLite file (``<STATE_DIR>/probe.sqlite3``) in one transaction, with a
-UNIQUE ``event_id``, committed before the kit acks. Its durable (:data:`PROBE_RUNS`) has a short
+UNIQUE ``event_id``, committed before the service acks. Its durable (:data:`PROBE_RUNS`) has a short
 ``ack_wait`` so that a killed probe's in-flight messages come back within seconds.
 """
 
@@ -18,7 +18,7 @@ from hms_contracts import specs, subjects
 from hms_contracts.base import Event
 from hms_kit.consumer import BatchConsumer, Delivery
 from hms_kit.provision import ensure_stream
-from hms_kit.service import ServiceKit, run_service
+from hms_kit.service import Service, run_service
 from hms_kit.settings import ServiceSettings, settings_config
 from nats.js import JetStreamContext
 from pydantic import Field
@@ -35,7 +35,7 @@ PROBE_RUNS = specs.ConsumerSpec(
     max_deliver=5,
     backoff_s=(1.0, 2.0),
     max_ack_pending=1000,
-    description="The kit probe's work items (short ack_wait: fault tests redeliver quickly)",
+    description="The service probe's work items (short ack_wait: fault tests redeliver quickly)",
 )
 
 
@@ -73,7 +73,7 @@ class ProbeStore:
         return cls(db)
 
     async def record(self, batch: Sequence[Delivery[ProbeItem]]) -> None:
-        """One transaction per batch, committed before the kit acks it."""
+        """One transaction per batch, committed before the service acks it."""
         await self.db.executemany(
             "INSERT OR IGNORE INTO done (event_id, item) VALUES (?, ?)",
             [(d.event.event_id, d.event.item) for d in batch],
@@ -95,32 +95,25 @@ def read_done(path: Path) -> list[str]:
         db.close()
 
 
-async def consume(kit: ServiceKit) -> None:
-    store = await ProbeStore.open(database_path(kit.settings.state_dir))
+async def consume(service: Service) -> None:
+    store = await ProbeStore.open(database_path(service.settings.state_dir))
 
     async def handle(batch: Sequence[Delivery[ProbeItem]]) -> None:
         await store.record(batch)
 
     try:
-        await BatchConsumer(
-            kit.nc,
-            PROBE_RUNS,
-            ProbeItem,
-            handle,
-            inbox_prefix=kit.inbox_prefix,
-            metrics=kit.metrics,
-        ).run()
+        await BatchConsumer.for_service(service, PROBE_RUNS, ProbeItem, handle).run()
     finally:
         await store.close()
 
 
-def create_kit(settings: ServiceSettings | None = None) -> ServiceKit:
+def create_service(settings: ServiceSettings | None = None) -> Service:
     # a work-queue stream allows one consumer per subject: the probe's replaces worker_pool
-    return ServiceKit(
+    return Service(
         SERVICE,
         settings or ProbeSettings(),
         version="probe",
-        tasks=(consume,),
+        loops=(consume,),
         consumers=(PROBE_RUNS,),
     )
 
@@ -133,4 +126,4 @@ async def start_probe(start_service: ServiceLauncher, js: JetStreamContext) -> S
 
 
 if __name__ == "__main__":
-    run_service(create_kit)
+    run_service(create_service)

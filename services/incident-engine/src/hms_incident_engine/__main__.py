@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from hms_kit import run_service
 
-from .app import create_kit
+from .app import create_service
 
 
 def main() -> None:
-    run_service(create_kit)
+    run_service(create_service)
 
 
 if __name__ == "__main__":

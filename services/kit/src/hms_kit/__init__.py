@@ -5,11 +5,12 @@ from .consumer import BatchConsumer, Delivery
 from .deadletter import dead_letter, describe_error
 from .errors import DriftError, KitError, ProvisioningError, SubscriberError
 from .fate import Reject, Retry
+from .leadership import Loop
 from .lease import Lease
 from .metrics import KitMetrics
 from .provision import ensure_bucket, ensure_consumer, ensure_stream, provision
 from .publish import publish, publish_many
-from .service import ServiceKit, run_service
+from .service import Resources, Service, run_service
 from .settings import ServiceSettings, env_prefix, settings_config
 from .subscribe import durable_subscriber
 
@@ -22,10 +23,12 @@ __all__ = [
     "KitError",
     "KitMetrics",
     "Lease",
+    "Loop",
     "ProvisioningError",
     "Reject",
+    "Resources",
     "Retry",
-    "ServiceKit",
+    "Service",
     "ServiceSettings",
     "SubscriberError",
     "SystemClock",

@@ -34,7 +34,7 @@ from .fate import Reject, Retry, attempt_of, settle_failure
 from .metrics import KitMetrics
 
 if TYPE_CHECKING:
-    from .service import ServiceKit
+    from .service import Service
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class BatchConsumer(Generic[E]):
     """Consume ``spec`` in batches until cancelled, surviving NATS outages.
 
     Each batch is one ``CONSUMER`` span on ``tracer_provider`` (the service's: build with
-    :meth:`for_kit`), linked to the trace context each message carried in its headers.
+    :meth:`for_service`), linked to the trace context each message carried in its headers.
     """
 
     def __init__(
@@ -94,9 +94,9 @@ class BatchConsumer(Generic[E]):
         }
 
     @classmethod
-    def for_kit(
+    def for_service(
         cls,
-        kit: ServiceKit,
+        service: Service,
         spec: ConsumerSpec,
         model: type[E],
         handler: Handler[E],
@@ -106,15 +106,15 @@ class BatchConsumer(Generic[E]):
     ) -> BatchConsumer[E]:
         """A consumer wired to the service: its connection, inbox, metrics and tracer."""
         return cls(
-            kit.nc,
+            service.nc,
             spec,
             model,
             handler,
-            inbox_prefix=kit.inbox_prefix,
+            inbox_prefix=service.inbox_prefix,
             batch=batch,
             fetch_timeout=fetch_timeout,
-            metrics=kit.metrics,
-            tracer_provider=kit.tracer_provider,
+            metrics=service.metrics,
+            tracer_provider=service.tracer_provider,
         )
 
     def _count(self, outcome: str, n: int = 1) -> None:

@@ -20,7 +20,7 @@ from .fate import Reject, Retry, settle_failure
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from .service import ServiceKit
+    from .service import Service
 
 log = logging.getLogger(__name__)
 
@@ -61,16 +61,16 @@ class DeadLetterMiddleware(BaseMiddleware):
     A core NATS message cannot be redelivered: only its dead-lettering applies.
     """
 
-    kit: ServiceKit
+    service: Service
     consumers: dict[tuple[str, str], ConsumerSpec]
 
     @classmethod
-    def factory(cls, kit: ServiceKit) -> Callable[..., DeadLetterMiddleware]:
-        known = {(c.stream, c.durable): c for c in (*specs.CONSUMERS, *kit.consumers)}
+    def factory(cls, service: Service) -> Callable[..., DeadLetterMiddleware]:
+        known = {(c.stream, c.durable): c for c in (*specs.CONSUMERS, *service.consumers)}
 
         def build(msg: Any, /, *, context: ContextRepo) -> DeadLetterMiddleware:
             mw = cls(msg, context=context)
-            mw.kit = kit
+            mw.service = service
             mw.consumers = known
             return mw
 
@@ -89,13 +89,13 @@ class DeadLetterMiddleware(BaseMiddleware):
             raw = msg.raw_message
             reason = undecodable(exc)
             if reason is not None:
-                await dead_letter(self.kit.nc, raw, reason, self.kit.metrics)
+                await dead_letter(self.service.nc, raw, reason, self.service.metrics)
                 raise RejectMessage() from exc
             meta = _metadata(raw)
             if meta is None:  # a core NATS message: nothing will redeliver it
                 raise
             spec = self.consumers.get((meta.stream, meta.consumer or ""))
-            outcome = await settle_failure(self.kit.nc, raw, exc, spec, self.kit.metrics)
+            outcome = await settle_failure(self.service.nc, raw, exc, spec, self.service.metrics)
             if isinstance(exc, Retry):
                 log.info("retrying message on %s: %s", raw.subject, exc.reason)
                 raise NackMessage() from exc

@@ -1,10 +1,10 @@
-"""The service runner: everything a service process needs around its handlers.
+"""A service process: its connection, resources, background loops, leadership and lifecycle.
 
-``ServiceKit(name, settings, version=...)`` builds the FastStream broker (reconnect forever,
-per-service inbox, credentials, telemetry, Prometheus and dead-letter middlewares) and the
-FastStream app whose hooks connect, provision what the service owns, serve ``/healthz`` and
-``/metrics``, heartbeat into the registry, hold the singleton lease, run the service's
-background tasks, and drain on SIGTERM.
+``Service(name, settings, version=..., routers=..., resources=...)`` wires the pieces together
+(connection, leadership and background loops live in their own modules) and hooks them into the
+FastStream app: connect, provision what the service owns, open its resources, serve
+``/healthz`` and ``/metrics``, heartbeat into the registry, hold the singleton lease, run the
+service's loops, and drain on SIGTERM.
 """
 
 from __future__ import annotations
@@ -15,17 +15,15 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from fast_depends.pydantic import PydanticSerializer
 from faststream import FastStream
-from faststream.nats import NatsBroker, NatsRouter
+from faststream.nats import NatsRouter
 from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 from faststream.nats.prometheus import NatsPrometheusMiddleware
-from faststream.nats.security import NatsCredentials, NatsUserPassword
-from faststream.security import BaseSecurity
 from hms_contracts import ServiceHeartbeat, specs, subjects, topology
 from hms_contracts.base import SYSTEM_NAMESPACE
 from nats.aio.client import Client
@@ -33,8 +31,11 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 
+from .background import Background
+from .connection import ConnectionEvents, build_broker, connect_forever
 from .errors import KitError
 from .http import HealthServer
+from .leadership import Leadership, Loop
 from .lease import Lease
 from .logs import configure_logging
 from .metrics import KitMetrics
@@ -46,11 +47,20 @@ from .telemetry import tracer_provider
 
 log = logging.getLogger(__name__)
 
-Task = Callable[["ServiceKit"], Awaitable[None]]
+Resources = Callable[["Service"], AbstractAsyncContextManager[Mapping[str, object]]]
+"""Opens what a service's handlers use (store, clock, clients) once the service is connected,
+yields them by name, and closes them after the last handler ran. Handlers receive each one by
+injection: ``store: Annotated[Store, Context("store")]``."""
 
 
-class ServiceKit:
-    """Builds and runs one service process. Handlers live in routers; work loops in tasks."""
+@asynccontextmanager
+async def no_resources(service: Service) -> AsyncIterator[Mapping[str, object]]:
+    yield {}
+
+
+class Service:
+    """One service process. Handlers live in routers, resources in ``resources``, work in
+    loops (``leader_loops`` run only while this instance holds a singleton's lease)."""
 
     def __init__(
         self,
@@ -58,9 +68,10 @@ class ServiceKit:
         settings: ServiceSettings,
         *,
         version: str,
-        routers: tuple[NatsRouter, ...] = (),
-        tasks: tuple[Task, ...] = (),
-        leader_tasks: tuple[Task, ...] = (),
+        routers: Sequence[NatsRouter] = (),
+        resources: Resources = no_resources,
+        loops: Sequence[Loop] = (),
+        leader_loops: Sequence[Loop] = (),
         lease_bucket: specs.KVSpec = specs.LEASES,
         consumers: tuple[specs.ConsumerSpec, ...] | None = None,
     ) -> None:
@@ -75,44 +86,39 @@ class ServiceKit:
         self.metrics.info.info({"service": name, "version": version, "instance": self.instance_id})
         #: durable consumers this process provisions (default: those its topology entry owns)
         self.consumers = self.spec.owned_consumers() if consumers is None else consumers
-        self.tasks = tasks
-        self.leader_tasks = leader_tasks
+        self.resources = resources
         self.lease_bucket = lease_bucket
+        self.loops = tuple(loops)
         self.inbox_prefix = subjects.inbox_prefix(name)
         self.health = HealthServer(self.metrics.registry, self._probe)
-        self.leader: bool | None = None if not self.spec.singleton else False
         self.ready = False
         self.draining = False
-        self._bg: list[asyncio.Task[None]] = []
-        self._leader_bg: list[asyncio.Task[None]] = []
-        self._lease: Lease | None = None
-        configure_logging(name, self.instance_id, fmt=settings.log_format, level=settings.log_level)
+        self._background = Background(self.stop)
+        self._resources = AsyncExitStack()
+        self.leadership = (
+            Leadership(
+                self,
+                lease_bucket,
+                leader_loops,
+                renew_every_s=settings.lease_renew_s,
+                metrics=self.metrics,
+            )
+            if self.spec.singleton
+            else None
+        )
         self.tracer_provider = tracer_provider(
             name, version, self.instance_id, settings.otlp_endpoint
         )
-        self.broker = NatsBroker(
-            servers=[u.strip() for u in settings.nats_url.split(",") if u.strip()],
-            security=self._security(),
-            name=f"hms-{name}:{self.instance_id}",
+        self.broker = build_broker(
+            name,
+            settings,
             inbox_prefix=self.inbox_prefix,
-            allow_reconnect=True,
-            max_reconnect_attempts=-1,  # reconnect forever
-            reconnect_time_wait=1,
-            error_cb=self._on_error,
-            disconnected_cb=self._on_disconnected,
-            reconnected_cb=self._on_reconnected,
-            graceful_timeout=settings.drain_timeout_s,
+            events=ConnectionEvents(self.metrics, lambda: self.draining),
             middlewares=(
                 NatsTelemetryMiddleware(tracer_provider=self.tracer_provider),
                 NatsPrometheusMiddleware(registry=self.metrics.registry, app_name=f"hms-{name}"),
                 DeadLetterMiddleware.factory(self),
             ),
-            logger=logging.getLogger(f"hms_{name.replace('-', '_')}.broker"),
-            # FastStream's per-message access log costs as much as the handler: debug only
-            log_level=logging.DEBUG,
-            # an invalid payload then raises FastDepends' error, a handler's own pydantic error
-            # stays pydantic's: the dead-letter middleware tells poison from a handler bug
-            serializer=PydanticSerializer(use_fastdepends_errors=True),
         )
         for router in routers:
             self.broker.include_router(router)
@@ -125,16 +131,7 @@ class ServiceKit:
             after_shutdown=[self._after_shutdown],
         )
 
-    # --- connection -----------------------------------------------------------------------
-
-    def _security(self) -> BaseSecurity | None:
-        s = self.settings
-        if s.nats_creds_file is not None:
-            return NatsCredentials(str(s.nats_creds_file))
-        if s.nats_user:
-            password = s.nats_password.get_secret_value() if s.nats_password else ""
-            return NatsUserPassword(s.nats_user, password)
-        return None
+    # --- what handlers and loops use --------------------------------------------------------
 
     @property
     def nc(self) -> Client:
@@ -145,44 +142,29 @@ class ServiceKit:
     def js(self) -> JetStreamContext:
         return self.nc.jetstream()
 
-    async def _on_error(self, err: Exception) -> None:
-        text = str(err).lower()
-        if "permissions violation" in text:
-            self.metrics.permission_violations.inc()
-            self.metrics.nats_errors.labels(kind="permission").inc()
-            log.error("NATS refused an operation: %s", err)
-        else:
-            self.metrics.nats_errors.labels(kind=type(err).__name__).inc()
-            log.warning("NATS error: %r", err)
+    @property
+    def leader(self) -> bool | None:
+        """For singletons, whether this instance leads; None for services that scale out."""
+        return None if self.leadership is None else self.leadership.leader
 
-    async def _on_disconnected(self) -> None:
-        self.metrics.connected.set(0)
-        if not self.draining:
-            log.warning("disconnected from NATS; reconnecting")
+    @property
+    def lease(self) -> Lease | None:
+        """The singleton lease once started (None otherwise). Leader loops check
+        ``service.lease.held`` or ``await service.lease.confirm()`` before acting, and may
+        carry ``service.lease.fencing_token`` in their effects; they are cancelled when it is
+        lost."""
+        return None if self.leadership is None else self.leadership.lease
 
-    async def _on_reconnected(self) -> None:
-        self.metrics.connected.set(1)
-        self.metrics.reconnects.inc()
-        log.info("reconnected to NATS")
+    def stop(self) -> None:
+        """Ask the service to drain and stop (as SIGTERM does)."""
+        self.app.exit()
 
-    async def _connect(self) -> None:
-        delay = 0.2
-        while True:
-            try:
-                await self.broker.connect()
-                self.metrics.connected.set(1)
-                return
-            except Exception as exc:  # the server may come up after us: keep trying
-                log.warning("cannot reach NATS at %s (%s); retrying", self.settings.nats_url, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-
-    # --- lifecycle hooks ------------------------------------------------------------------
+    # --- lifecycle ----------------------------------------------------------------------------
 
     async def _on_startup(self) -> None:
         await self.health.start(self.settings.http_host, self.settings.http_port)
         log.info("%s %s serving /healthz on %s", self.name, self.version, self.health.url)
-        await self._connect()
+        await connect_forever(self.broker, self.metrics, self.settings.nats_url)
         owned = self.spec.owned_streams()
         await self._await_streams({c.stream for c in self.consumers} - {s.name for s in owned})
         outcomes = await provision(
@@ -193,6 +175,9 @@ class ServiceKit:
         )
         created = [k for k, v in outcomes.items() if v != "unchanged"]
         log.info("provisioned %d objects (%s new)", len(outcomes), ", ".join(created) or "none")
+        opened = await self._resources.enter_async_context(self.resources(self))
+        for name, resource in opened.items():
+            self.broker.context.set_global(name, resource)
 
     async def _await_streams(self, names: set[str]) -> None:
         """Wait for streams other services own: our consumers sit on them, and creating them
@@ -212,73 +197,32 @@ class ServiceKit:
 
     async def _after_startup(self) -> None:
         self.ready = True
-        self._spawn(
-            beat_forever(self.nc, self.heartbeat, self.settings.heartbeat_interval_s, self.metrics),
-            self._bg,
+        self._background.spawn(
+            beat_forever(self.nc, self.heartbeat, self.settings.heartbeat_interval_s, self.metrics)
         )
-        for task in self.tasks:
-            self._spawn(task(self), self._bg)
-        if self.spec.singleton:
-            kv = await self.js.key_value(self.lease_bucket.bucket)
-            self._lease = Lease(kv, self.name, self.instance_id, ttl_s=self.lease_bucket.ttl_s)
-            every = self.settings.lease_renew_s or max(self.lease_bucket.ttl_s / 3, 0.2)
-            self._spawn(self._lease.keep(every, self._on_leadership), self._bg)
+        for loop in self.loops:
+            self._background.spawn(loop(self))
+        if self.leadership is not None:
+            await self.leadership.start(self.js)
 
     async def _on_shutdown(self) -> None:
         self.draining = True
         log.info("draining")
-        await self._cancel(self._leader_bg)
-        await self._cancel(self._bg)
         with contextlib.suppress(Exception):
-            if self._lease is not None:
-                await self._lease.release()
+            if self.leadership is not None:
+                await self.leadership.stop()
+        await self._background.cancel()
         with contextlib.suppress(Exception):
             kv = await self.js.key_value(specs.SERVICE_REGISTRY.bucket)
             await kv.purge(registry_key(self.name, self.instance_id))
 
     async def _after_shutdown(self) -> None:
+        await self._resources.aclose()
         await self.health.stop()
         self.tracer_provider.shutdown()
         log.info("stopped")
 
-    # --- background work ------------------------------------------------------------------
-
-    def _spawn(self, coro: Awaitable[None], into: list[asyncio.Task[None]]) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)
-        task.add_done_callback(self._task_done)
-        into.append(task)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background task failed; stopping the service", exc_info=task.exception())
-            self.app.exit()  # a supervisor restarts us: better than running half-broken
-
-    @staticmethod
-    async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        tasks.clear()
-
-    @property
-    def lease(self) -> Lease | None:
-        """The singleton lease once started (None otherwise). Leader tasks check
-        ``kit.lease.held`` or ``await kit.lease.confirm()`` before acting, and may carry
-        ``kit.lease.fencing_token`` in their effects; they are cancelled when it is lost."""
-        return self._lease
-
-    async def _on_leadership(self, leader: bool) -> None:
-        self.leader = leader
-        self.metrics.leader.set(1 if leader else 0)
-        if leader:
-            log.info("leading: this instance holds the %s lease", self.name)
-            for task in self.leader_tasks:
-                self._spawn(task(self), self._leader_bg)
-        else:
-            log.warning("standing by: the %s lease is held elsewhere", self.name)
-            await self._cancel(self._leader_bg)
+    # --- health -----------------------------------------------------------------------------
 
     def heartbeat(self) -> ServiceHeartbeat:
         now = datetime.now(UTC)
@@ -319,12 +263,14 @@ class ServiceKit:
         await self.app.run()
 
 
-def run_service(build: Callable[[], ServiceKit]) -> None:
-    """Entry point helper for ``python -m hms_<service>``."""
+def run_service(build: Callable[[], Service]) -> None:
+    """Entry point of ``python -m hms_<service>``: build, configure logging, run until stopped."""
     try:
-        kit = build()
+        service = build()
     except KitError as exc:
         raise SystemExit(f"error: {exc}") from None
     except ValidationError as exc:
         raise SystemExit(settings_error(exc)) from None
-    asyncio.run(kit.run())
+    s = service.settings
+    configure_logging(service.name, service.instance_id, fmt=s.log_format, level=s.log_level)
+    asyncio.run(service.run())

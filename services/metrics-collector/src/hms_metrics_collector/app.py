@@ -1,8 +1,11 @@
-"""Builds the metrics-collector's broker and app, and nothing else."""
+"""Builds the metrics-collector service: its settings, routers and resources, and nothing else."""
 
 from __future__ import annotations
 
-from hms_kit import ServiceKit
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+from hms_kit import Service, SystemClock
 
 from . import __version__
 from .core import SERVICE
@@ -10,8 +13,19 @@ from .handlers import router
 from .settings import MetricsCollectorSettings
 
 
-def create_kit(settings: MetricsCollectorSettings | None = None) -> ServiceKit:
-    """The metrics-collector process: broker, app, health, heartbeat."""
-    return ServiceKit(
-        SERVICE, settings or MetricsCollectorSettings(), version=__version__, routers=(router,)
+@asynccontextmanager
+async def resources(service: Service) -> AsyncIterator[Mapping[str, object]]:
+    """What the metrics-collector's handlers use, opened once per process and closed after the last
+    handler ran; handlers receive each by name (``clock: Annotated[Clock, Context("clock")]``)."""
+    yield {"clock": SystemClock()}
+
+
+def create_service(settings: MetricsCollectorSettings | None = None) -> Service:
+    """The metrics-collector process: broker, app, resources, health, heartbeat."""
+    return Service(
+        SERVICE,
+        settings or MetricsCollectorSettings(),
+        version=__version__,
+        routers=(router,),
+        resources=resources,
     )

@@ -1,8 +1,11 @@
-"""Builds the scheduler's broker and app, and nothing else."""
+"""Builds the scheduler service: its settings, routers and resources, and nothing else."""
 
 from __future__ import annotations
 
-from hms_kit import ServiceKit
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+from hms_kit import Service, SystemClock
 
 from . import __version__
 from .core import SERVICE
@@ -10,8 +13,19 @@ from .handlers import router
 from .settings import SchedulerSettings
 
 
-def create_kit(settings: SchedulerSettings | None = None) -> ServiceKit:
-    """The scheduler process: broker, app, health, heartbeat, lease."""
-    return ServiceKit(
-        SERVICE, settings or SchedulerSettings(), version=__version__, routers=(router,)
+@asynccontextmanager
+async def resources(service: Service) -> AsyncIterator[Mapping[str, object]]:
+    """What the scheduler's handlers use, opened once per process and closed after the last
+    handler ran; handlers receive each by name (``clock: Annotated[Clock, Context("clock")]``)."""
+    yield {"clock": SystemClock()}
+
+
+def create_service(settings: SchedulerSettings | None = None) -> Service:
+    """The scheduler process: broker, app, resources, health, heartbeat, lease."""
+    return Service(
+        SERVICE,
+        settings or SchedulerSettings(),
+        version=__version__,
+        routers=(router,),
+        resources=resources,
     )

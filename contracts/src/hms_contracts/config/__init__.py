@@ -1,0 +1,53 @@
+"""Config objects: what users declare (metrics, alert rules, playbooks, ...) and services follow.
+
+Every kind is a frozen pydantic model with ``kind``, ``namespace`` and ``name``; it is stored in
+the one config registry (a JetStream KV bucket) under :meth:`ConfigObject.key`,
+``<namespace>.<kind>.<name>``, so a namespace's NATS permissions cover exactly its own objects.
+The CLI (``hms-ops apply``), the SDK (``noc.register``) and the owning services validate with
+these same models.
+"""
+
+from .base import (
+    KINDS,
+    ConfigEntry,
+    ConfigObject,
+    config_key,
+    parse_duration,
+    parse_object,
+    split_key,
+)
+from .objects import Alert, Condition, Metric, Playbook
+from .steps import (
+    ApproveStep,
+    NotifyStep,
+    PauseQueueStep,
+    ResumeQueueStep,
+    RunStep,
+    ScaleStep,
+    Step,
+    TicketStep,
+    parse_step,
+)
+
+__all__ = [
+    "KINDS",
+    "Alert",
+    "ApproveStep",
+    "Condition",
+    "ConfigEntry",
+    "ConfigObject",
+    "Metric",
+    "NotifyStep",
+    "PauseQueueStep",
+    "Playbook",
+    "ResumeQueueStep",
+    "RunStep",
+    "ScaleStep",
+    "Step",
+    "TicketStep",
+    "config_key",
+    "parse_duration",
+    "parse_object",
+    "parse_step",
+    "split_key",
+]

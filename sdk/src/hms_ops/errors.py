@@ -7,3 +7,19 @@ class HmsOpsError(Exception):
 
 class StackError(HmsOpsError):
     """A local stack is missing, unreachable or could not start."""
+
+
+class ConnectError(HmsOpsError):
+    """No connection to the bus: nothing listening, bad credentials, or an unknown namespace."""
+
+
+class PermissionDenied(HmsOpsError):
+    """The bus refused an operation outside what this client may do."""
+
+
+class InvalidObject(HmsOpsError):
+    """A config object or document is invalid; the message names the file, line and field."""
+
+
+class ConflictError(HmsOpsError):
+    """An object changed while it was being written; read it again and retry."""

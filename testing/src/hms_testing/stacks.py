@@ -1,0 +1,139 @@
+"""``hms-ops up`` under test: a real subprocess, its state folder, its output; the process tree."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hms_stack.natsserver import free_port
+
+
+@dataclass
+class RunningStack:
+    """One ``hms-ops up`` process and where it keeps its state and output."""
+
+    proc: subprocess.Popen[bytes]
+    state_dir: Path
+    output: Path
+
+    @property
+    def info(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((self.state_dir / "stack.json").read_text())
+        return data
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "HMS_STATE_DIR": str(self.state_dir)}
+
+    def status(self) -> tuple[int, list[dict[str, Any]]]:
+        out = subprocess.run(
+            [sys.executable, "-m", "hms_ops", "status", "--json"],
+            env=self.env(),
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+        rows: list[dict[str, Any]] = json.loads(out.stdout) if out.stdout.strip() else []
+        return out.returncode, rows
+
+    def log(self) -> str:
+        return self.output.read_text(errors="replace")
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (read from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    """Poll ``predicate`` until it is true; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def up_argv(*extra: str) -> list[str]:
+    """``hms-ops up`` on free ports with a fast heartbeat, plus ``extra`` options."""
+    return [
+        sys.executable,
+        "-m",
+        "hms_ops",
+        "up",
+        "--nats-port",
+        str(free_port()),
+        "--console-port",
+        str(free_port()),
+        "--heartbeat-interval",
+        "0.3",
+        *extra,
+    ]
+
+
+def start_stack(
+    tmp: Path, *extra: str, state: Path | None = None, name: str = "up"
+) -> RunningStack:
+    """Run ``hms-ops up`` with its state under ``tmp`` (or ``state``) and wait until it says
+    it is up; its output goes to ``tmp/<name>.out``."""
+    state = state or tmp / "state"
+    output = tmp / f"{name}.out"
+    with open(output, "wb") as out:
+        proc = subprocess.Popen(
+            up_argv(*extra),
+            env={**os.environ, "HMS_STATE_DIR": str(state), "COLUMNS": "200"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    stack = RunningStack(proc, state, output)
+    wait_for(
+        lambda: "hms-ops is up in" in stack.log() or proc.poll() is not None,
+        40,
+        "the stack to report itself up",
+    )
+    assert proc.poll() is None, f"hms-ops up exited early:\n{stack.log()}"
+    return stack
+
+
+def stop_stack(stack: RunningStack) -> None:
+    """Ctrl-C, as a user would; kill it if it does not stop."""
+    if stack.proc.poll() is None:
+        stack.proc.send_signal(signal.SIGINT)
+        try:
+            stack.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            stack.proc.kill()

@@ -1,0 +1,69 @@
+"""Health that tells the truth: ``up`` restarts a nats-server or a service that stops answering,
+and its stack file follows the restarts."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Iterator
+
+import pytest
+from hms_testing.stacks import RunningStack, alive, start_stack, stop_stack, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    running = start_stack(tmp_path_factory.mktemp("watchdog"))
+    yield running
+    stop_stack(running)
+
+
+@contextlib.contextmanager
+def stopped(pid: int) -> Iterator[None]:
+    """SIGSTOP: the process is there, holds its ports and answers nothing."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+
+
+def test_a_hung_nats_server_is_restarted_and_every_service_reconnects(
+    stack: RunningStack,
+) -> None:
+    old = stack.info["nats_pid"]
+    with stopped(old):
+        wait_for(lambda: stack.info["nats_pid"] != old, 10, "up to replace the stopped server")
+    assert f"nats-server (pid {old}) is unhealthy" in stack.log()
+    assert not alive(old), "the hung server was killed, not left behind"
+    wait_for(lambda: stack.status()[0] == 0, 30, "every service healthy on the new server")
+
+
+def test_a_hung_service_is_killed_and_restarted(stack: RunningStack) -> None:
+    victim = "evaluator"
+    old = stack.info["services"][victim]["pid"]
+    with stopped(old):
+        wait_for(
+            lambda: stack.info["services"][victim]["pid"] != old,
+            10,
+            f"up to replace the stopped {victim}",
+        )
+    assert f"{victim} (pid {old}) has not answered /healthz" in stack.log()
+    assert not alive(old)
+    wait_for(lambda: stack.status()[0] == 0, 20, f"the new {victim} to be healthy")
+
+
+def test_the_stack_file_follows_a_service_restart(stack: RunningStack) -> None:
+    victim = "autoscaler"
+    old = stack.info["services"][victim]["pid"]
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: stack.info["services"][victim]["pid"] != old, 10, "a new pid in stack.json")
+    new = stack.info["services"][victim]["pid"]
+    assert alive(new)
+    roles = {p["role"]: p["pid"] for p in stack.info["processes"]}
+    assert roles[victim] == new
+

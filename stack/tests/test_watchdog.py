@@ -3,11 +3,16 @@ and its stack file follows the restarts."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import os
 import signal
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
+import nats
 import pytest
 from hms_testing.stacks import RunningStack, alive, start_stack, stop_stack, wait_for
 
@@ -67,3 +72,64 @@ def test_the_stack_file_follows_a_service_restart(stack: RunningStack) -> None:
     roles = {p["role"]: p["pid"] for p in stack.info["processes"]}
     assert roles[victim] == new
 
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 MiB tmpfs, private to us, that a test can fill (needs root, as in CI's container)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small disk needs root")
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64m,mode=0700", "tmpfs", str(disk)],
+        capture_output=True,
+        check=False,
+    )
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    filler = disk / "filler"
+    with open(filler, "wb", buffering=0) as out, contextlib.suppress(OSError):
+        while True:
+            out.write(b"\0" * (1 << 20))
+    return filler
+
+
+async def fill_and_publish_until_refused(stack: RunningStack, disk: Path) -> Path:
+    """Fill the disk under a stream, then publish into it until JetStream gives up."""
+    creds = json.loads((stack.state_dir / "credentials.json").read_text())
+    nc = await nats.connect(
+        stack.info["nats_url"], user="hms-admin", password=creds["hms-admin"], connect_timeout=2
+    )
+    try:
+        js = nc.jetstream(timeout=2)
+        await js.add_stream(name="DISK_TEST", subjects=["disktest.>"])
+        filler = fill(disk)
+        for _ in range(200):
+            try:
+                await js.publish("disktest.filler", b"x" * 200_000)
+            except Exception:  # no space: JetStream says so, then disables itself
+                return filler
+    finally:
+        await nc.close()
+    raise AssertionError("JetStream kept accepting writes on a full disk")
+
+
+def test_the_stack_recovers_by_itself_when_disk_space_returns(
+    tmp_path: Path, small_disk: Path
+) -> None:
+    running = start_stack(tmp_path, state=small_disk / "state")
+    try:
+        old = running.info["nats_pid"]
+        filler = asyncio.run(fill_and_publish_until_refused(running, small_disk))
+        filler.unlink()
+        wait_for(lambda: running.info["nats_pid"] != old, 15, "up to restart the wedged server")
+        wait_for(lambda: running.status()[0] == 0, 30, "every service healthy again")
+    finally:
+        stop_stack(running)

@@ -1,5 +1,10 @@
 """Keeps the stack's nats-server alive and truthful: restarts it when it dies, hangs, or reports
-JetStream unhealthy (a full disk disables JetStream until a restart) for too long."""
+JetStream unhealthy for too long.
+
+A full disk wedges a stream: its write fails once ("critical write error") and it accepts no
+write again, even once there is room, until the server restarts. The server's plain
+``/healthz`` reports such a stream (``?js-enabled-only=true`` does not), so that is what we ask.
+"""
 
 from __future__ import annotations
 
@@ -19,10 +24,10 @@ CHECK_EVERY_S = 0.5
 
 
 async def nats_health(session: aiohttp.ClientSession, monitor_url: str) -> str | None:
-    """None when the server says it and JetStream are healthy, else what is wrong."""
+    """None when the server says it, JetStream and every stream are healthy, else what is wrong."""
     try:
         async with session.get(
-            monitor_url + "/healthz?js-enabled-only=true", timeout=aiohttp.ClientTimeout(total=1.0)
+            monitor_url + "/healthz", timeout=aiohttp.ClientTimeout(total=1.0)
         ) as resp:
             if resp.status == 200:
                 return None

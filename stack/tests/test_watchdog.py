@@ -8,13 +8,12 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import nats
 import pytest
-from hms_testing.stacks import RunningStack, alive, start_stack, stop_stack, wait_for
+from hms_testing.stacks import RunningStack, alive, start_stack, stop_stack, tmpfs, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -75,22 +74,8 @@ def test_the_stack_file_follows_a_service_restart(stack: RunningStack) -> None:
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 64 MiB tmpfs, private to us, that a test can fill (needs root, as in CI's container)."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small disk needs root")
-    made = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64m,mode=0700", "tmpfs", str(disk)],
-        capture_output=True,
-        check=False,
-    )
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
-    try:
+    with tmpfs(tmp_path / "disk") as disk:
         yield disk
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
 def fill(disk: Path) -> Path:

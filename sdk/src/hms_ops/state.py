@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import stat
@@ -131,13 +132,36 @@ def read_credentials(paths: StatePaths) -> dict[str, str]:
     return creds
 
 
-async def admin_connect(url: str, password: str) -> Client:
-    """Connect as the local stack's admin user (provisioning, status)."""
-    return await nats.connect(
-        url,
-        user=ADMIN_USER,
-        password=password,
-        name="hms-ops-cli",
-        max_reconnect_attempts=3,
-        connect_timeout=2,
-    )
+async def admin_connect(url: str, password: str, timeout: float = 2.0) -> Client:
+    """Connect as the local stack's admin user (provisioning, status).
+
+    Gives up after ``timeout`` seconds with a StackError, also when something accepts the
+    connection and never answers (a hung server).
+    """
+
+    async def quiet(_: Exception) -> None:  # the StackError says it; no log noise per attempt
+        return None
+
+    try:
+        return await asyncio.wait_for(
+            nats.connect(
+                url,
+                user=ADMIN_USER,
+                password=password,
+                name="hms-ops-cli",
+                allow_reconnect=False,
+                connect_timeout=timeout,
+                error_cb=quiet,
+            ),
+            timeout,
+        )
+    except TimeoutError:
+        raise StackError(
+            f"the stack's NATS at {url} did not answer within {timeout:g}s; is `hms-ops up` "
+            "hung? Restart it"
+        ) from None
+    except Exception as exc:
+        raise StackError(
+            f"cannot reach the stack's NATS at {url}: {exc or type(exc).__name__}; is "
+            "`hms-ops up` running?"
+        ) from None

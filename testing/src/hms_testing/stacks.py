@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hms_stack.natsserver import free_port
 
 
@@ -137,3 +140,24 @@ def stop_stack(stack: RunningStack) -> None:
             stack.proc.wait(30)
         except subprocess.TimeoutExpired:
             stack.proc.kill()
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, options: str = "size=64m,mode=0700") -> Iterator[Path]:
+    """Mount a small tmpfs on ``path`` (to fill it, or mount it read-only); skip the test
+    where mounting is not allowed (it needs root, as in CI's container)."""
+    path.mkdir(parents=True, exist_ok=True)
+    mount, umount = shutil.which("mount"), shutil.which("umount")
+    if os.geteuid() != 0 or mount is None or umount is None:
+        pytest.skip("mounting a small disk needs root and mount(8)")
+    made = subprocess.run(
+        [mount, "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+        capture_output=True,
+        check=False,
+    )
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run([umount, "-l", str(path)], check=False)

@@ -171,6 +171,24 @@ def test_a_service_names_a_bad_setting_in_one_line(
     assert repr(value) in err
 
 
+@pytest.mark.slow
+def test_up_shows_why_a_service_did_not_start(tmp_path: Path) -> None:
+    code, err = hms_ops(
+        tmp_path / "state",
+        "up",
+        "--nats-port",
+        str(free_port()),
+        "--console-port",
+        str(free_port()),
+        "--ready-timeout",
+        "2",
+        env={"HMS_EVALUATOR_LOG_LEVEL": "LOUD"},
+    )
+    assert code == 1
+    assert "evaluator (" in err
+    assert "HMS_EVALUATOR_LOG_LEVEL: Value error, must be one of" in err
+
+
 async def publish(url: str, password: str, count: int) -> None:
     nc = await nats.connect(url, user="hms-admin", password=password)
     js = nc.jetstream()

@@ -52,10 +52,12 @@ class StreamLedger:
             return {}
         return {str(k): int(v) for k, v in data.items() if isinstance(v, int)}
 
-    async def update(self, js: JetStreamContext) -> list[str]:
-        """Read every stream's state, report what was lost since last time, remember it."""
+    async def update(self, js: JetStreamContext, *, recovered: bool) -> list[str]:
+        """Read every stream's state and remember it; right after the server (re)started
+        (``recovered``), first report what was lost since last time. While it runs, a stream
+        that goes back or away was deleted on purpose, and is only remembered."""
         now = await last_sequences(js)
-        lost = losses(self.seen, now)
+        lost = losses(self.seen, now) if recovered else []
         for line in lost:
             log.error("JetStream lost data on recovery: %s", line)
         # a loss is reported once: the new, lower sequence becomes the reference

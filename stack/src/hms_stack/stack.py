@@ -217,11 +217,11 @@ class Stack:
         await self._check_streams()
         self._record()
 
-    async def _check_streams(self) -> None:
+    async def _check_streams(self, *, recovered: bool = True) -> None:
         if self._admin is None:
             return
         try:
-            lost = await self._ledger.update(self._admin.jetstream())
+            lost = await self._ledger.update(self._admin.jetstream(), recovered=recovered)
         except Exception as exc:
             log.warning("cannot read the streams' state: %s", exc)
             return
@@ -232,7 +232,7 @@ class Stack:
     async def _follow_streams(self) -> None:
         while True:  # how far each stream got, so that a later recovery can be checked
             await asyncio.sleep(FOLLOW_STREAMS_S)
-            await self._check_streams()
+            await self._check_streams(recovered=False)
 
     def _record(self) -> None:
         """Rewrite the stack file after a restart (only once the stack is up)."""
@@ -283,7 +283,7 @@ class Stack:
             await self.supervisor.stop()
         if self._admin is not None:
             with contextlib.suppress(Exception):
-                await self._check_streams()
+                await self._check_streams(recovered=False)
                 await self._admin.close()
         if self.server is not None:
             await asyncio.to_thread(self.server.stop)

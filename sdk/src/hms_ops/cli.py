@@ -15,6 +15,9 @@ from .errors import StackError
 from .state import StatePaths, default_state_dir
 from .status import all_ok, as_json, collect_status
 
+#: how long ``status`` waits for the whole answer (connect: 2 s of it), then says so
+STATUS_TIMEOUT_S = 3.0
+
 #: entry-point group through which other distributions add commands to ``hms-ops``
 COMMANDS_GROUP = "hms_ops.commands"
 
@@ -56,8 +59,15 @@ def status(
     ] = False,
 ) -> None:
     """Every service with version, instance, health and uptime; non-zero exit if any is not ok."""
+    paths = state_paths(state_dir)
     try:
-        rows = asyncio.run(collect_status(state_paths(state_dir)))
+        rows = asyncio.run(asyncio.wait_for(collect_status(paths), STATUS_TIMEOUT_S))
+    except TimeoutError:
+        err.print(
+            f"[red]error:[/] the stack running from {paths.root} did not answer within "
+            f"{STATUS_TIMEOUT_S:g}s; is `hms-ops up` hung? Restart it"
+        )
+        raise typer.Exit(2) from None
     except StackError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,8 @@ from typing import Any
 import nats
 from nats.aio.client import Client
 from platformdirs import user_data_dir
+
+from .errors import StackError
 
 ADMIN_USER = "hms-admin"
 
@@ -48,32 +52,116 @@ class StatePaths:
         return self.root / "stack.json"
 
     def make(self) -> None:
+        """Create the folders, private to this user (0700).
+
+        An existing root is used as it is, never chmod'ed: it may be shared (``/tmp``) or
+        someone's home. One that another user owns, or that others may write to, is refused:
+        whoever can write there could swap the credentials or the server's configuration.
+        """
+        if self.root.exists():
+            check_private(self.root)
         for path in (self.root, self.nats, self.logs, self.services):
-            path.mkdir(parents=True, exist_ok=True)
-        self.root.chmod(0o700)
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def check_private(root: Path) -> None:
+    """``root`` belongs to this user and nobody else may write into it."""
+    st = root.stat()
+    if not stat.S_ISDIR(st.st_mode):
+        raise StackError(f"the state folder {root} is not a folder; choose another")
+    what = None
+    if st.st_uid != os.geteuid():
+        what = f"is owned by another user (uid {st.st_uid})"
+    elif st.st_mode & 0o022:
+        what = f"may be written by others (mode {stat.S_IMODE(st.st_mode):o})"
+    if what:
+        raise StackError(
+            f"the state folder {root} {what}; hms-ops keeps credentials there and does not "
+            "change a folder's permissions: choose a private one with --state-dir or "
+            "HMS_STATE_DIR (e.g. a new folder inside it)"
+        )
+
+
+def read_json(path: Path, what: str) -> Any:
+    """A JSON file the stack wrote; a missing file is FileNotFoundError, any other problem a
+    StackError that names the file and says what to do."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise
+    except ValueError as exc:
+        raise StackError(f"{path} is not valid JSON ({exc}); {what}") from None
+    except OSError as exc:
+        raise StackError(f"cannot read {path}: {exc.strerror or exc}; {what}") from None
 
 
 def read_stack_file(paths: StatePaths) -> dict[str, Any] | None:
+    """What the running stack wrote about itself, or None when no stack file exists."""
     try:
-        data: dict[str, Any] = json.loads(paths.stack_file.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        data = read_json(
+            paths.stack_file,
+            "a killed stack may have left it half-written: if no `hms-ops up` runs from "
+            f"{paths.root}, delete it and start the stack again",
+        )
+    except FileNotFoundError:
         return None
+    if not isinstance(data, dict) or not isinstance(data.get("nats_url"), str):
+        raise StackError(
+            f"{paths.stack_file} does not describe a stack (no nats_url); if no `hms-ops up` "
+            "runs from there, delete it and start the stack again"
+        )
     return data
 
 
 def read_credentials(paths: StatePaths) -> dict[str, str]:
     """The local stack's NATS passwords, by user (private: mode 0600)."""
-    creds: dict[str, str] = json.loads(paths.credentials.read_text())
+    fix = (
+        "restore it, or stop the stack, delete it and run `hms-ops up`, which creates new "
+        "credentials"
+    )
+    try:
+        creds = read_json(paths.credentials, fix)
+    except FileNotFoundError:
+        raise StackError(
+            f"{paths.credentials} is missing; run `hms-ops up`, which creates it"
+        ) from None
+    if not isinstance(creds, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in creds.items()
+    ):
+        raise StackError(f"{paths.credentials} is not a map of user names to passwords; {fix}")
     return creds
 
 
-async def admin_connect(url: str, password: str) -> Client:
-    """Connect as the local stack's admin user (provisioning, status)."""
-    return await nats.connect(
-        url,
-        user=ADMIN_USER,
-        password=password,
-        name="hms-ops-cli",
-        max_reconnect_attempts=3,
-        connect_timeout=2,
-    )
+async def admin_connect(url: str, password: str, timeout: float = 2.0) -> Client:
+    """Connect as the local stack's admin user (provisioning, status).
+
+    Gives up after ``timeout`` seconds with a StackError, also when something accepts the
+    connection and never answers (a hung server).
+    """
+
+    async def quiet(_: Exception) -> None:  # the StackError says it; no log noise per attempt
+        return None
+
+    try:
+        return await asyncio.wait_for(
+            nats.connect(
+                url,
+                user=ADMIN_USER,
+                password=password,
+                name="hms-ops-cli",
+                allow_reconnect=False,
+                connect_timeout=timeout,
+                error_cb=quiet,
+            ),
+            timeout,
+        )
+    except TimeoutError:
+        raise StackError(
+            f"the stack's NATS at {url} did not answer within {timeout:g}s; is `hms-ops up` "
+            "hung? Restart it"
+        ) from None
+    except Exception as exc:
+        raise StackError(
+            f"cannot reach the stack's NATS at {url}: {exc or type(exc).__name__}; is "
+            "`hms-ops up` running?"
+        ) from None

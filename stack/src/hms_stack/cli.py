@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -14,6 +15,15 @@ from rich.table import Table
 from .errors import StackError
 from .launch import LauncherName
 from .stack import Stack, UpOptions, run_up
+
+
+def _tail(log: Path, lines: int = 4) -> str:
+    """The last lines of a service's log: usually why it did not start."""
+    try:
+        text = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return "  (no log)"
+    return "\n".join("  " + line[:300] for line in text[-lines:])
 
 
 def up(
@@ -67,6 +77,10 @@ def up(
             console.print("Press Ctrl-C to stop.")
         else:
             err.print("[red]some services did not become healthy; stopping. See their logs.[/]")
+            for name, svc in info["services"].items():
+                if not stack.healthy.get(name, False):
+                    err.print(f"{name} ({svc['log']}):", markup=False)
+                    err.print(_tail(Path(svc["log"])), markup=False, highlight=False)
         sys.stdout.flush()  # the URLs must reach a log or a pipe now, not at exit
 
     try:

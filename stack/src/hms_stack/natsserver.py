@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import NatsServerError
+from .launch import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,9 @@ class NatsServer:
 
     ``users`` (name -> {"password": ..., "permissions": {...}}) turns on authorization.
     The store directory survives :meth:`kill` and :meth:`restart`, as a real server's disk would.
+    ``monitor_port`` serves nats-server's monitoring endpoints (``/healthz``) on ``host``.
+    With ``die_with_parent`` the kernel kills the server when the thread that started it ends:
+    start it from a thread that lives as long as the process (``up`` uses its main thread).
     """
 
     store_dir: Path
@@ -84,6 +88,8 @@ class NatsServer:
     sync_always: bool = True
     log_file: Path | None = None
     extra_args: Sequence[str] = ()
+    monitor_port: int | None = None
+    die_with_parent: bool = False
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
@@ -111,6 +117,8 @@ class NatsServer:
             "jetstream": jetstream,
             "max_payload": 8 * 1024 * 1024,
         }
+        if self.monitor_port is not None:
+            config["http"] = f"{self.host}:{self.monitor_port}"
         if self.users is not None:
             config["authorization"] = {
                 "users": [{"user": name, **spec} for name, spec in sorted(self.users.items())]
@@ -124,8 +132,17 @@ class NatsServer:
         path.chmod(0o600)
         return path
 
+    @property
+    def monitor_url(self) -> str | None:
+        return f"http://{self.host}:{self.monitor_port}" if self.monitor_port else None
+
     def start(self, timeout: float = 10.0) -> None:
         """Start the process and wait until it answers with its INFO line."""
+        self.spawn()
+        self.wait_ready(timeout)
+
+    def spawn(self) -> None:
+        """Start the process without waiting for it."""
         if self._proc is not None and self._proc.poll() is None:
             raise NatsServerError(f"nats-server {self.name} is already running")
         if not self.port:
@@ -135,12 +152,17 @@ class NatsServer:
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         try:
             self._proc = subprocess.Popen(
-                argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=(lambda: die_with_parent(signal.SIGKILL))
+                if self.die_with_parent
+                else None,
             )
         finally:
             if self.log_file:
                 out.close()  # type: ignore[union-attr]
-        self.wait_ready(timeout)
 
     def wait_ready(self, timeout: float = 10.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

@@ -7,25 +7,35 @@ import contextlib
 import fcntl
 import logging
 import os
+import secrets
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+import nats
 from hms_contracts import specs, topology
 from hms_kit import provision
 from hms_kit.settings import env_prefix
-from hms_ops.state import ADMIN_USER, StatePaths, admin_connect, read_stack_file
+from hms_ops.state import ADMIN_USER, StatePaths, read_stack_file
+from nats.aio.client import Client
 
 from .errors import StackError
 from .launch import LauncherName, launcher
+from .ledger import StreamLedger
+from .leftovers import reap, record
 from .natsserver import NatsServer, free_port
+from .natswatch import NatsKeeper
+from .ports import check_ports
 from .state import load_credentials, nats_users, write_stack_file
 from .supervisor import Child, Supervisor
 
 log = logging.getLogger(__name__)
+
+#: how often ``up`` notes how far each stream got (to notice messages lost on a recovery)
+FOLLOW_STREAMS_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,9 @@ class UpOptions:
     heartbeat_interval_s: float = 2.0
     drain_timeout_s: float = 10.0
     launcher: LauncherName = "fork"
+    #: a service or nats-server that does not answer its /healthz (or, for nats-server, says
+    #: JetStream is unhealthy) for this long is killed and restarted
+    unhealthy_after_s: float = 3.0
 
 
 def service_children(opts: UpOptions, nats_url: str, creds: dict[str, str]) -> list[Child]:
@@ -79,101 +92,199 @@ class Stack:
 
     def __init__(self, opts: UpOptions) -> None:
         self.opts = opts
+        self.stack_id = secrets.token_hex(4)
         self.server: NatsServer | None = None
+        self.keeper: NatsKeeper | None = None
         self.supervisor: Supervisor | None = None
         self.started_at = datetime.now(UTC)
         self.ready_s: float | None = None
         self.healthy: dict[str, bool] = {}
-        self._nats_watch: asyncio.Task[None] | None = None
+        self.data_loss: list[str] = []
+        self._admin: Client | None = None
+        self._ledger = StreamLedger(opts.paths.nats / "stream-sequences.json")
+        self._tasks: list[asyncio.Task[None]] = []
         self._owns_stack_file = False
         self._lock: TextIO | None = None
 
     async def start(self) -> None:
         t0 = time.monotonic()
+        opts, paths = self.opts, self.opts.paths
+        roles = {
+            "NATS (--nats-port)": opts.nats_port,
+            "the console (--console-port)": opts.console_port,
+        }
+        check_ports(opts.host, roles, free=False)  # one port per role, before touching anything
+        with writing_state(paths):
+            paths.make()
+            self._take_lock()
+            self._reap_leftovers()
+            creds = load_credentials(paths)
+        check_ports(opts.host, roles)
+        self.server = NatsServer(
+            store_dir=paths.nats,
+            name=f"hms-ops-{self.stack_id}",  # no stack mistakes another's server for its own
+            host=opts.host,
+            port=opts.nats_port,
+            users=nats_users(creds),
+            log_file=paths.logs / "nats-server.log",
+            monitor_port=free_port(opts.host),
+            die_with_parent=True,
+        )
+        self.keeper = NatsKeeper(
+            self.server, unhealthy_after_s=opts.unhealthy_after_s, after_start=self._nats_started
+        )
+        with writing_state(paths):
+            self.server.write_config()
+        try:
+            await self.keeper.start()
+        except Exception as exc:
+            raise StackError(
+                f"nats-server did not start on {opts.host}:{opts.nats_port}: {exc} "
+                f"(log: {paths.logs / 'nats-server.log'})"
+            ) from exc
+        self._admin = await nats.connect(
+            self.server.url,
+            user=ADMIN_USER,
+            password=creds[ADMIN_USER],
+            name=f"hms-ops-up:{self.stack_id}",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.2,
+            connect_timeout=2,
+        )
+        await provision(
+            self._admin.jetstream(),
+            streams=specs.STREAMS,
+            consumers=specs.CONSUMERS,
+            buckets=specs.KV_BUCKETS,
+        )
+        await self._check_streams()
+        self.supervisor = Supervisor(
+            service_children(opts, self.server.url, creds),
+            launcher=launcher(opts.launcher),
+            drain_timeout_s=opts.drain_timeout_s,
+            hang_after_s=opts.unhealthy_after_s,
+            on_restart=lambda _: self._record(),
+        )
+        await self.supervisor.start()
+        self._tasks.append(asyncio.create_task(self.keeper.keep()))
+        self.healthy = await self.supervisor.wait_healthy(opts.ready_timeout_s)
+        self.ready_s = time.monotonic() - t0
+        with writing_state(paths):
+            write_stack_file(paths, self.describe())
+        self._owns_stack_file = True
+        self._tasks.append(asyncio.create_task(self._follow_streams()))
+
+    def _take_lock(self) -> None:
+        """One stack per state folder: the kernel drops the lock when its holder dies."""
         paths = self.opts.paths
-        paths.make()
-        # one stack per state folder: the kernel drops the lock when its holder dies
-        self._lock = open(paths.root / "lock", "a+")  # noqa: SIM115, ASYNC230 - held for the stack's life
+        self._lock = open(paths.root / "lock", "a+")  # noqa: SIM115 - held for the stack's life
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            previous = read_stack_file(paths) or {}
+            try:
+                previous = read_stack_file(paths) or {}
+            except StackError:
+                previous = {}
             self._lock.close()
             self._lock = None
             raise StackError(
                 f"a stack is already running from {paths.root} (pid {previous.get('pid', '?')}); "
                 "stop it first or set HMS_STATE_DIR to another folder"
             ) from None
-        creds = load_credentials(paths)
-        self.server = NatsServer(
-            store_dir=paths.nats,
-            name="hms-ops",
-            host=self.opts.host,
-            port=self.opts.nats_port,
-            users=nats_users(creds),
-            log_file=paths.logs / "nats-server.log",
-        )
-        try:
-            await asyncio.to_thread(self.server.start)
-        except Exception as exc:
-            raise StackError(
-                f"nats-server did not start on {self.opts.host}:{self.opts.nats_port}: {exc} "
-                f"(is the port taken? try --nats-port; log: {paths.logs / 'nats-server.log'})"
-            ) from exc
-        nc = await admin_connect(self.server.url, creds[ADMIN_USER])
-        try:
-            await provision(
-                nc.jetstream(),
-                streams=specs.STREAMS,
-                consumers=specs.CONSUMERS,
-                buckets=specs.KV_BUCKETS,
-            )
-        finally:
-            await nc.close()
-        self.supervisor = Supervisor(
-            service_children(self.opts, self.server.url, creds),
-            launcher=launcher(self.opts.launcher),
-            drain_timeout_s=self.opts.drain_timeout_s,
-        )
-        await self.supervisor.start()
-        self._nats_watch = asyncio.create_task(self._keep_nats())
-        self.healthy = await self.supervisor.wait_healthy(self.opts.ready_timeout_s)
-        self.ready_s = time.monotonic() - t0
-        write_stack_file(paths, self.describe())
-        self._owns_stack_file = True
 
-    async def _keep_nats(self) -> None:
-        assert self.server is not None
-        while True:
-            await asyncio.sleep(0.5)
-            if not self.server.running():
-                log.warning("nats-server died; restarting it on the same port and store")
-                with contextlib.suppress(Exception):
-                    await asyncio.to_thread(self.server.restart)
+    def _reap_leftovers(self) -> None:
+        """A stack file we find while holding the lock belongs to a stack that died without
+        cleaning up: kill what it recorded and still runs (same pid, same start time)."""
+        try:
+            previous = read_stack_file(self.opts.paths)
+        except StackError as exc:
+            log.warning("%s; ignoring it", exc)
+            return
+        if not previous:
+            return
+        reaped = reap(list(previous.get("processes") or []))
+        if reaped:
+            log.warning(
+                "stopped %d process(es) left running by a stack that died (pid %s): %s",
+                len(reaped),
+                previous.get("pid", "?"),
+                ", ".join(f"{p['role']} (pid {p['pid']})" for p in reaped),
+            )
+        self.opts.paths.stack_file.unlink(missing_ok=True)
+
+    async def _nats_started(self) -> None:
+        """After a restart: report lost data; tell the stack file the new pid."""
+        await self._check_streams()
+        self._record()
+
+    async def _check_streams(self, *, recovered: bool = True) -> None:
+        if self._admin is None:
+            return
+        try:
+            lost = await self._ledger.update(self._admin.jetstream(), recovered=recovered)
+        except Exception as exc:
+            log.warning("cannot read the streams' state: %s", exc)
+            return
+        self.data_loss.extend(lost)
+        if lost:
+            self._record()
+
+    async def _follow_streams(self) -> None:
+        while True:  # how far each stream got, so that a later recovery can be checked
+            await asyncio.sleep(FOLLOW_STREAMS_S)
+            await self._check_streams(recovered=False)
+
+    def _record(self) -> None:
+        """Rewrite the stack file after a restart (only once the stack is up)."""
+        if not self._owns_stack_file:
+            return
+        try:
+            write_stack_file(self.opts.paths, self.describe())
+        except OSError as exc:
+            log.error("cannot update %s: %s", self.opts.paths.stack_file, exc.strerror)
 
     def describe(self) -> dict[str, Any]:
         assert self.server is not None
         assert self.supervisor is not None
+        children = self.supervisor.children.values()
+        processes = [
+            record("up", os.getpid()),
+            record("nats-server", self.server.pid),
+            *(record(role, pid) for role, pid in self.supervisor.launcher.helpers().items()),
+            *(record(c.name, c.pid) for c in children),
+        ]
         return {
             "pid": os.getpid(),
+            "stack_id": self.stack_id,
             "state_dir": str(self.opts.paths.root),
             "nats_url": self.server.url,
+            "nats_server_name": self.server.name,
             "nats_pid": self.server.pid,
+            "nats_monitor_url": self.server.monitor_url,
             "started_at": self.started_at.isoformat(),
             "ready_s": self.ready_s,
             "heartbeat_interval_s": self.opts.heartbeat_interval_s,
             "dashboard_url": self.supervisor.children["console"].http_url,
             "services": {
                 c.name: {"pid": c.pid, "http_url": c.http_url, "log": str(c.log_path)}
-                for c in self.supervisor.children.values()
+                for c in children
             },
+            "processes": [p for p in processes if p is not None],
+            "data_loss": self.data_loss,
         }
 
     async def stop(self) -> None:
-        if self._nats_watch is not None:
-            self._nats_watch.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         if self.supervisor is not None:
             await self.supervisor.stop()
+        if self._admin is not None:
+            with contextlib.suppress(Exception):
+                await self._check_streams(recovered=False)
+                await self._admin.close()
         if self.server is not None:
             await asyncio.to_thread(self.server.stop)
         if self._owns_stack_file:  # never another stack's
@@ -181,6 +292,19 @@ class Stack:
                 self.opts.paths.stack_file.unlink()
         if self._lock is not None:
             self._lock.close()
+
+
+@contextlib.contextmanager
+def writing_state(paths: StatePaths) -> Iterator[None]:
+    """Turn a failed write in the state folder into one line naming the file."""
+    try:
+        yield
+    except OSError as exc:
+        where = exc.filename or paths.root
+        raise StackError(
+            f"cannot write {where}: {exc.strerror or exc}; make room or make it writable, or "
+            "choose another state folder with --state-dir or HMS_STATE_DIR"
+        ) from None
 
 
 async def run_up(opts: UpOptions, on_ready: Callable[[Stack], None]) -> int:

@@ -7,7 +7,7 @@ import secrets
 from typing import Any
 
 from hms_contracts import topology
-from hms_ops.state import ADMIN_USER, StatePaths
+from hms_ops.state import ADMIN_USER, StatePaths, read_credentials
 
 
 def load_credentials(paths: StatePaths) -> dict[str, str]:
@@ -15,7 +15,7 @@ def load_credentials(paths: StatePaths) -> dict[str, str]:
     users = [ADMIN_USER, *topology.SERVICE_NAMES]
     creds: dict[str, str] = {}
     if paths.credentials.exists():
-        creds = json.loads(paths.credentials.read_text())
+        creds = read_credentials(paths)  # a corrupt file is an error naming it
     missing = [u for u in users if u not in creds]
     if missing:
         for user in missing:

@@ -1,5 +1,5 @@
-"""Runs each service as its own process: restart with backoff on a crash, logs to files,
-and nothing left behind on stop."""
+"""Runs each service as its own process: restart with backoff on a crash or a hang, logs to
+files, and nothing left behind on stop."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +43,8 @@ class Child:
     restarts: int = 0
     failures_in_row: int = 0
     last_exit: int | None = None
+    #: when /healthz last answered (any status) since this process started; 0: not yet
+    answered_mono: float = 0.0
     _watch: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
@@ -59,23 +61,34 @@ class Supervisor:
         *,
         launcher: Launcher | None = None,
         drain_timeout_s: float = 10.0,
+        hang_after_s: float | None = None,
+        on_restart: Callable[[Child], None] | None = None,
     ) -> None:
+        """``hang_after_s``: kill (and so restart) a child whose ``/healthz`` answered once and
+        then stopped answering for that long. ``on_restart`` is told of each new process."""
         self.children = {c.name: c for c in children}
         self.launcher = launcher or ExecLauncher()
         self.drain_timeout_s = drain_timeout_s
+        self.hang_after_s = hang_after_s
+        self.on_restart = on_restart
         self.stopping = False
+        self._hang_watch: asyncio.Task[None] | None = None
 
     async def _spawn(self, child: Child) -> None:
         child.log_path.parent.mkdir(parents=True, exist_ok=True)
         child.proc = await self.launcher.start(child.module, child.env, child.log_path)
         child.started_mono = time.monotonic()
+        child.answered_mono = 0.0
         log.info("started %s (pid %d)", child.name, child.proc.pid)
 
     async def start(self) -> None:
-        """Start every child and a watcher that restarts it when it dies."""
+        """Start every child, a watcher per child that restarts it when it dies, and one that
+        kills a child that hangs."""
         await asyncio.gather(*(self._spawn(c) for c in self.children.values()))
         for child in self.children.values():
             child._watch = asyncio.create_task(self._keep(child))
+        if self.hang_after_s is not None:
+            self._hang_watch = asyncio.create_task(self._kill_hung(self.hang_after_s))
 
     async def _keep(self, child: Child) -> None:
         while not self.stopping:
@@ -100,12 +113,36 @@ class Supervisor:
                 return
             await self._spawn(child)
             child.restarts += 1
+            if self.on_restart is not None:
+                self.on_restart(child)
+
+    async def _kill_hung(self, hang_after_s: float) -> None:
+        async with aiohttp.ClientSession() as session:
+            while not self.stopping:
+                await asyncio.sleep(min(1.0, hang_after_s / 3))
+                live = [c for c in self.children.values() if c.proc and c.proc.returncode is None]
+                await asyncio.gather(*(self.health(session, c) for c in live))
+                now = time.monotonic()
+                for child in live:
+                    silent = now - child.answered_mono
+                    if child.answered_mono and silent > hang_after_s and not self.stopping:
+                        log.warning(
+                            "%s (pid %s) has not answered /healthz for %.1fs; killing it to "
+                            "restart it",
+                            child.name,
+                            child.pid,
+                            silent,
+                        )
+                        child.answered_mono = 0.0
+                        _signal_group(child, signal.SIGKILL)
 
     async def health(self, session: aiohttp.ClientSession, child: Child) -> bool:
+        """``/healthz`` answers 200 (any answer counts as a sign of life)."""
         try:
             async with session.get(
                 child.http_url + "/healthz", timeout=aiohttp.ClientTimeout(total=1.0)
             ) as resp:
+                child.answered_mono = time.monotonic()
                 return resp.status == 200
         except (aiohttp.ClientError, TimeoutError, OSError):
             return False
@@ -127,6 +164,8 @@ class Supervisor:
     async def stop(self) -> None:
         """SIGTERM every process group, wait for the drain, then SIGKILL what is left."""
         self.stopping = True
+        if self._hang_watch is not None:
+            self._hang_watch.cancel()
         for child in self.children.values():
             if child._watch is not None:
                 child._watch.cancel()

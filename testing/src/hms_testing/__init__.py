@@ -8,7 +8,7 @@ from .plugin import connect
 from .processes import ServiceLauncher, ServiceProcess, ServiceStartError
 from .running import running
 from .servers import ContainerNats, ExternalNats, LocalNats, NatsHandle, open_nats
-from .waiting import wait_until
+from .waiting import wait_for, wait_until
 
 __all__ = [
     "ContainerNats",
@@ -22,5 +22,6 @@ __all__ = [
     "metric_value",
     "open_nats",
     "running",
+    "wait_for",
     "wait_until",
 ]

@@ -6,7 +6,7 @@ import secrets
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -35,7 +35,9 @@ class ServiceSettings(BaseSettings):
     http_host: str = Field(default="127.0.0.1", description="Address of /healthz and /metrics")
     http_port: int = Field(default=0, ge=0, le=65535, description="Port (0: any free port)")
     instance_id: str = Field(
-        default_factory=lambda: secrets.token_hex(6), description="Id of this process"
+        default_factory=lambda: secrets.token_hex(6),
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",  # a token of registry keys and client names
+        description="Id of this process: letters, digits, '-' and '_' (at most 64)",
     )
     heartbeat_interval_s: float = Field(default=2.0, gt=0, description="Heartbeat period")
     lease_renew_s: float | None = Field(
@@ -45,11 +47,23 @@ class ServiceSettings(BaseSettings):
     log_format: Literal["auto", "json", "text"] = Field(
         default="auto", description="auto: JSON unless stderr is a terminal"
     )
-    log_level: str = Field(default="INFO", description="Python logging level")
+    log_level: str = Field(
+        default="INFO", description="Python logging level: DEBUG, INFO, WARNING, ERROR, CRITICAL"
+    )
     otlp_endpoint: str | None = Field(
         default=None, description="OTLP/HTTP traces endpoint; spans are exported when set"
     )
     drain_timeout_s: float = Field(default=10.0, gt=0, description="Grace period on SIGTERM")
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return value.upper()
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def settings_error(exc: ValidationError) -> str:

@@ -9,10 +9,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 from hms_contracts import specs, topology
-from hms_kit import read_registry
 from hms_kit.natsserver import NatsServer, free_port
 from hms_kit.testing.metrics import metric_value
 from hms_ops.launch import ExecLauncher
+from hms_ops.registry import read_registry
 from hms_ops.stack import UpOptions, admin_connect, service_children
 from hms_ops.state import StatePaths, load_credentials, nats_users
 from hms_ops.supervisor import Supervisor

@@ -6,16 +6,19 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from .errors import StackError
 from .launch import LauncherName
-from .stack import Stack, StackError, UpOptions, run_up
-from .state import StatePaths, default_state_dir
-from .status import all_ok, as_json, collect_status
+from .state import ADMIN_USER, StatePaths, default_state_dir
+from .status import as_json, collect_status, problems
+
+if TYPE_CHECKING:
+    from .stack import Stack
 
 app = typer.Typer(
     name="hms-ops",
@@ -68,6 +71,8 @@ def up(
     ] = "fork",
 ) -> None:
     """Run the whole stack: embedded NATS and every service, supervised, until Ctrl-C."""
+    from .stack import UpOptions, run_up  # the server side: only `up` pays for its imports
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     opts = UpOptions(
         paths=_paths(state_dir),
@@ -142,7 +147,32 @@ def status(
                 "-" if r.leader is None else ("yes" if r.leader else "standby"),
             )
         console.print(table)
-    raise typer.Exit(0 if all_ok(rows) else 1)
+    wrong = problems(rows)
+    for line in wrong:
+        err.print(f"[red]not ok:[/] {line}")
+    raise typer.Exit(1 if wrong else 0)
+
+
+@app.command()
+def provision(
+    nats_url: Annotated[
+        str, typer.Option(envvar="HMS_NATS_URL", help="NATS server URL.")
+    ] = "nats://127.0.0.1:4222",
+    user: Annotated[str, typer.Option(envvar="HMS_NATS_USER", help="Admin user.")] = ADMIN_USER,
+    password: Annotated[
+        str, typer.Option(envvar="HMS_NATS_PASSWORD", help="Admin password (env preferred).")
+    ] = "",
+) -> None:
+    """Create the shared streams and buckets and every service's streams and consumers, as the
+    admin (what `up` does before starting services; run it before a service run alone)."""
+    from .stack import provision_with
+
+    try:
+        asyncio.run(provision_with(nats_url, user, password))
+    except StackError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    console.print(f"provisioned the catalogue on {nats_url}")
 
 
 def main() -> None:

@@ -18,9 +18,12 @@ import nats
 from hms_contracts import specs, topology
 from hms_kit import provision
 from hms_kit.natsserver import NatsServer, free_port
+from hms_kit.provision import provision_shared
 from hms_kit.settings import env_prefix
-from nats.aio.client import Client
+from nats.js import JetStreamContext
 
+from .connect import admin_connect as admin_connect  # re-exported: tests, status
+from .errors import StackError as StackError  # re-exported
 from .launch import LauncherName, launcher
 from .state import (
     ADMIN_USER,
@@ -33,10 +36,6 @@ from .state import (
 from .supervisor import Child, Supervisor
 
 log = logging.getLogger(__name__)
-
-
-class StackError(Exception):
-    """The embedded stack could not start; the message says why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -53,16 +52,41 @@ class UpOptions:
     launcher: LauncherName = "fork"
 
 
-async def admin_connect(url: str, password: str) -> Client:
-    """Connect as the stack's admin user (provisioning, status)."""
-    return await nats.connect(
-        url,
-        user=ADMIN_USER,
-        password=password,
-        name="hms-ops-cli",
-        max_reconnect_attempts=3,
-        connect_timeout=2,
+def stack_server(paths: StatePaths, creds: dict[str, str], host: str, port: int) -> NatsServer:
+    """The embedded nats-server as ``up`` configures it: loopback, JetStream, one user each."""
+    return NatsServer(
+        store_dir=paths.nats,
+        name="hms-ops",
+        host=host,
+        port=port,
+        users=nats_users(creds),
+        log_file=paths.logs / "nats-server.log",
     )
+
+
+async def provision_stack(js: JetStreamContext) -> None:
+    """What the stack's admin provisions before any service starts: the shared streams and
+    buckets (only the admin may create or change them), then every service's streams and
+    consumers, so no service waits for another's."""
+    await provision_shared(js)
+    owned = [s for s in specs.STREAMS if s not in specs.SHARED_STREAMS]
+    await provision(js, streams=owned, consumers=specs.CONSUMERS)
+
+
+async def provision_with(url: str, user: str, password: str) -> None:
+    """``hms-ops provision``: what ``up`` provisions, on any server, as its admin user."""
+    try:
+        nc = await nats.connect(
+            url, user=user or None, password=password or None, max_reconnect_attempts=0
+        )
+    except Exception as exc:
+        raise StackError(f"cannot connect to {url} as {user!r}: {exc}") from exc
+    try:
+        await provision_stack(nc.jetstream())
+    except Exception as exc:
+        raise StackError(f"provisioning {url} as {user!r} failed: {exc}") from exc
+    finally:
+        await nc.close()
 
 
 def service_children(opts: UpOptions, nats_url: str, creds: dict[str, str]) -> list[Child]:
@@ -128,14 +152,7 @@ class Stack:
                 "stop it first or set HMS_STATE_DIR to another folder"
             ) from None
         creds = load_credentials(paths)
-        self.server = NatsServer(
-            store_dir=paths.nats,
-            name="hms-ops",
-            host=self.opts.host,
-            port=self.opts.nats_port,
-            users=nats_users(creds),
-            log_file=paths.logs / "nats-server.log",
-        )
+        self.server = stack_server(paths, creds, self.opts.host, self.opts.nats_port)
         try:
             await asyncio.to_thread(self.server.start)
         except Exception as exc:
@@ -145,12 +162,7 @@ class Stack:
             ) from exc
         nc = await admin_connect(self.server.url, creds[ADMIN_USER])
         try:
-            await provision(
-                nc.jetstream(),
-                streams=specs.STREAMS,
-                consumers=specs.CONSUMERS,
-                buckets=specs.KV_BUCKETS,
-            )
+            await provision_stack(nc.jetstream())
         finally:
             await nc.close()
         self.supervisor = Supervisor(

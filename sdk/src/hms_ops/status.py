@@ -1,4 +1,4 @@
-"""``hms-ops status``: every service as the registry sees it."""
+"""``hms-ops status``: every service as the registry sees it, and what is wrong."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 from hms_contracts import topology
-from hms_kit import is_stale, read_registry
 
-from .stack import StackError, admin_connect
+from .connect import admin_connect
+from .errors import StackError
+from .registry import is_stale, read_registry
 from .state import ADMIN_USER, StatePaths, read_stack_file
 
 
@@ -41,7 +42,6 @@ async def collect_status(paths: StatePaths) -> list[InstanceStatus]:
             "`hms-ops up` or set HMS_STATE_DIR"
         )
     creds = json.loads(paths.credentials.read_text())
-    heartbeat_interval_s = float(stack.get("heartbeat_interval_s", 2.0))
     try:
         nc = await admin_connect(stack["nats_url"], creds[ADMIN_USER])
     except Exception as exc:
@@ -58,7 +58,7 @@ async def collect_status(paths: StatePaths) -> list[InstanceStatus]:
             rows.append(InstanceStatus(service=name, state="missing"))
             continue
         for beat in mine:
-            if is_stale(beat, heartbeat_interval_s, now):
+            if is_stale(beat, now):
                 state = "stale"
             elif beat.health != "ok":
                 state = "unhealthy"
@@ -80,16 +80,37 @@ async def collect_status(paths: StatePaths) -> list[InstanceStatus]:
     return rows
 
 
-def all_ok(rows: list[InstanceStatus]) -> bool:
-    """Every service has an instance that beats and is healthy, and none beats unhealthy.
+def problems(rows: list[InstanceStatus]) -> list[str]:
+    """One line per thing that makes ``status`` fail.
 
     A stale row beside a healthy one is an instance that died and was replaced (killed
-    instances cannot deregister; their entry lapses with the registry's TTL): shown, not failed.
+    instances cannot deregister; their entry lapses with its TTL): shown, not failed.
     """
-    services = {r.service for r in rows}
-    return all(any(r.ok for r in rows if r.service == s) for s in services) and not any(
-        r.state == "unhealthy" for r in rows
-    )
+    lines: list[str] = []
+    for name in dict.fromkeys(r.service for r in rows):
+        mine = [r for r in rows if r.service == name]
+        healthy = [r for r in mine if r.ok]
+        if all(r.state == "missing" for r in mine):
+            lines.append(f"{name}: no instance in the registry")
+        elif not healthy:
+            lines.append(f"{name}: no healthy instance (stopped beating or failing)")
+        lines += [
+            f"{name}: instance {r.instance} beats unhealthy ({r.health})"
+            for r in mine
+            if r.state == "unhealthy"
+        ]
+        singleton = name in topology.SERVICE_NAMES and topology.service(name).singleton
+        if singleton and healthy and not any(r.leader for r in healthy):
+            lines.append(
+                f"{name}: {len(healthy)} healthy instance(s) but none holds the lease: "
+                "no leader, so its decisions are not being made"
+            )
+    return lines
+
+
+def all_ok(rows: list[InstanceStatus]) -> bool:
+    """Every service has a healthy instance, none beats unhealthy, every singleton leads."""
+    return not problems(rows)
 
 
 def as_json(rows: list[InstanceStatus]) -> str:

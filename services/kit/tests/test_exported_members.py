@@ -23,11 +23,10 @@ def test_kit_exports_exactly_its_public_names() -> None:
         "ensure_consumer",
         "ensure_stream",
         "env_prefix",
-        "is_stale",
         "provision",
+        "provision_shared",
         "publish",
         "publish_many",
-        "read_registry",
         "run_service",
     ]
     for name in hms_kit.__all__:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import aiohttp
+import nats
 from faststream.nats import NatsRouter
 from hms_contracts import topology
-from hms_kit import ServiceKit, ServiceSettings
+from hms_kit import ServiceKit, ServiceSettings, provision_shared
 from hms_kit.testing import NatsHandle, metric_value, open_nats, running, wait_until
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -88,9 +89,15 @@ async def test_metrics_endpoint_is_prometheus_text_with_heartbeats(
 
 async def test_permission_violations_are_counted(tmp_path: Path) -> None:
     console = topology.service("console")
-    users = {"console": {"password": "pw", "permissions": topology.nats_permissions(console)}}
+    users = {
+        "admin": {"password": "admin-pw"},
+        "console": {"password": "pw", "permissions": topology.nats_permissions(console)},
+    }
     server = open_nats(tmp_path / "nats", users=users)
     try:
+        admin = await nats.connect(server.url, user="admin", password="admin-pw")
+        await provision_shared(admin.jetstream())  # the admin's part; the console only waits
+        await admin.close()
         settings = ServiceSettings(
             nats_url=server.url,
             nats_user="console",

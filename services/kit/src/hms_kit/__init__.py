@@ -5,9 +5,8 @@ from .deadletter import dead_letter, describe_error
 from .errors import DriftError, KitError, ProvisioningError
 from .lease import Lease
 from .metrics import KitMetrics
-from .provision import ensure_bucket, ensure_consumer, ensure_stream, provision
+from .provision import ensure_bucket, ensure_consumer, ensure_stream, provision, provision_shared
 from .publish import publish, publish_many
-from .registry import is_stale, read_registry
 from .service import ServiceKit, run_service
 from .settings import ServiceSettings, env_prefix
 from .subscribe import durable_subscriber
@@ -29,10 +28,9 @@ __all__ = [
     "ensure_consumer",
     "ensure_stream",
     "env_prefix",
-    "is_stale",
     "provision",
+    "provision_shared",
     "publish",
     "publish_many",
-    "read_registry",
     "run_service",
 ]

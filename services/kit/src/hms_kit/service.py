@@ -39,8 +39,8 @@ from .lease import Lease
 from .logs import configure_logging
 from .metrics import KitMetrics
 from .middleware import DeadLetterMiddleware
-from .provision import provision
-from .registry import beat_forever, registry_key
+from .provision import provision, provision_shared
+from .registry import beat_forever, deregister
 from .settings import ServiceSettings, settings_error
 from .telemetry import tracer_provider
 
@@ -180,20 +180,24 @@ class ServiceKit:
         await self.health.start(self.settings.http_host, self.settings.http_port)
         log.info("%s %s serving /healthz on %s", self.name, self.version, self.health.url)
         await self._connect()
+        if self._security() is None:
+            # a server without authorization (development, tests): nobody holds a privilege,
+            # so the service sets up the shared streams and buckets itself, as the admin would
+            await provision_shared(self.js)
         owned = self.spec.owned_streams()
-        await self._await_streams({c.stream for c in self.consumers} - {s.name for s in owned})
-        outcomes = await provision(
-            self.js,
-            streams=owned,
-            consumers=self.consumers,
-            buckets=(specs.SERVICE_REGISTRY, self.lease_bucket),
-        )
+        shared = {s.name for s in specs.SHARED_STREAMS}
+        shared |= {specs.kv_stream(b) for b in (specs.SERVICE_REGISTRY, self.lease_bucket)}
+        foreign = {c.stream for c in self.consumers} - {s.name for s in owned}
+        await self._await_streams(foreign | shared)
+        outcomes = await provision(self.js, streams=owned, consumers=self.consumers)
         created = [k for k, v in outcomes.items() if v != "unchanged"]
         log.info("provisioned %d objects (%s new)", len(outcomes), ", ".join(created) or "none")
 
     async def _await_streams(self, names: set[str]) -> None:
-        """Wait for streams other services own: our consumers sit on them, and creating them
-        is their owner's decision. Until then we are not ready (``/healthz`` says 503)."""
+        """Wait for streams other services own (our consumers sit on them, and creating them
+        is their owner's decision) and for the shared streams and buckets, which only the
+        stack's admin creates (``hms-ops up``, or ``hms-ops provision`` for a service run
+        alone). Until then we are not ready (``/healthz`` says 503)."""
         waited = 0.0
         for name in sorted(names):
             while True:
@@ -202,24 +206,38 @@ class ServiceKit:
                     break
                 except NotFoundError:
                     if waited % 5.0 < 0.5:
-                        owner = next((s.name for s in topology.SERVICES if name in s.streams), "?")
+                        owner = next(
+                            (s.name for s in topology.SERVICES if name in s.streams),
+                            "the stack's admin: hms-ops up or hms-ops provision",
+                        )
                         log.warning("waiting for stream %s (provisioned by %s)", name, owner)
                     await asyncio.sleep(0.5)
                     waited += 0.5
 
     async def _after_startup(self) -> None:
         self.ready = True
+        if self.spec.singleton:
+            kv = await self.js.key_value(self.lease_bucket.bucket)
+            self._lease = Lease(kv, specs.lease_key(self.name), self.instance_id)
+            every = self.settings.lease_renew_s or max(self.lease_bucket.ttl_s / 3, 0.2)
+            self._spawn(self._lease.keep(every, self._on_leadership), self._bg)
+            await self._first_lease_attempt(self._lease)
         self._spawn(
             beat_forever(self.nc, self.heartbeat, self.settings.heartbeat_interval_s, self.metrics),
             self._bg,
         )
         for task in self.tasks:
             self._spawn(task(self), self._bg)
-        if self.spec.singleton:
-            kv = await self.js.key_value(self.lease_bucket.bucket)
-            self._lease = Lease(kv, self.name, self.instance_id)
-            every = self.settings.lease_renew_s or max(self.lease_bucket.ttl_s / 3, 0.2)
-            self._spawn(self._lease.keep(every, self._on_leadership), self._bg)
+
+    async def _first_lease_attempt(self, lease: Lease, timeout_s: float = 2.0) -> None:
+        """Until the lease is ours or someone else's, so the first heartbeat tells the truth
+        about leadership (``hms-ops status`` fails a singleton with no leader)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not lease.held:
+            with contextlib.suppress(Exception):
+                if await lease.holder_now() not in (None, self.instance_id):
+                    return
+            await asyncio.sleep(0.02)
 
     async def _on_shutdown(self) -> None:
         self.draining = True
@@ -230,8 +248,8 @@ class ServiceKit:
             if self._lease is not None:
                 await self._lease.release()
         with contextlib.suppress(Exception):
-            kv = await self.js.key_value(specs.SERVICE_REGISTRY.bucket)
-            await kv.purge(registry_key(self.name, self.instance_id))
+            interval = self.settings.heartbeat_interval_s
+            await deregister(self.nc, self.name, self.instance_id, interval)
 
     async def _after_shutdown(self) -> None:
         await self.health.stop()
@@ -285,6 +303,7 @@ class ServiceKit:
             pid=os.getpid(),
             host=socket.gethostname(),
             leader=self.leader,
+            interval_s=self.settings.heartbeat_interval_s,
         )
 
     def _probe(self) -> tuple[bool, dict[str, Any]]:

@@ -142,3 +142,27 @@ async def test_a_service_user_is_refused_and_leaves_the_server_unchanged(
     await ATTACKS[attack](attacker)
     after = await snapshot(admin_js)
     assert after == before, f"{attack} as {attacker.svc.name} changed the server"
+
+
+def _instance(pattern: str) -> str:
+    """A concrete subject matching ``pattern``."""
+    return pattern.replace("*", "acme").replace(">", "x")
+
+
+async def test_a_service_user_still_does_its_own_work(attacker: Attacker) -> None:
+    svc = attacker.svc
+    registry = await attacker.js.key_value(specs.SERVICE_REGISTRY.bucket)
+    key = specs.registry_key(svc.name, "own-work")
+    assert await attacker.attempt(registry.put(key, heartbeat(svc.name, "own-work"))) == "done"
+    assert await attacker.attempt(registry.get(key)) == "done"
+    assert await attacker.attempt(registry.purge(key)) == "done"
+    if svc.singleton:
+        leases = await attacker.js.key_value(specs.LEASES.bucket)
+        lease = specs.lease_key(svc.name)
+        assert await attacker.attempt(leases.get(lease)) == "done"
+    for subject in svc.consumed_subjects():
+        dead = "dlq." + _instance(subject)
+        assert await attacker.attempt(attacker.js.publish(dead, b"poison")) == "done", dead
+    for stream in (*svc.streams, *(s.name for s in specs.SHARED_STREAMS)):
+        assert await attacker.attempt(attacker.js.stream_info(stream)) == "done", stream
+    assert attacker.violations == []

@@ -30,6 +30,7 @@ from .state import (
     StatePaths,
     load_credentials,
     nats_users,
+    password_hashes,
     read_stack_file,
     write_stack_file,
 )
@@ -59,7 +60,7 @@ def stack_server(paths: StatePaths, creds: dict[str, str], host: str, port: int)
         name="hms-ops",
         host=host,
         port=port,
-        users=nats_users(creds),
+        users=nats_users(password_hashes(paths, creds)),
         log_file=paths.logs / "nats-server.log",
     )
 
@@ -151,7 +152,10 @@ class Stack:
                 f"a stack is already running from {paths.root} (pid {previous.get('pid', '?')}); "
                 "stop it first or set HMS_STATE_DIR to another folder"
             ) from None
-        creds = load_credentials(paths)
+        try:
+            creds = load_credentials(paths)
+        except ValueError as exc:  # CredentialsError, or a credentials file that is not JSON
+            raise StackError(f"{paths.credentials}: {exc}") from None
         self.server = stack_server(paths, creds, self.opts.host, self.opts.nats_port)
         try:
             await asyncio.to_thread(self.server.start)

@@ -8,6 +8,10 @@ from nats.aio.client import Client
 from .state import ADMIN_USER
 
 
+async def _quiet(_: Exception) -> None:
+    """Connection errors surface as exceptions; nats-py's default would print tracebacks."""
+
+
 async def admin_connect(url: str, password: str) -> Client:
     """Connect as the stack's admin user (provisioning, status)."""
     return await nats.connect(
@@ -17,4 +21,5 @@ async def admin_connect(url: str, password: str) -> Client:
         name="hms-ops-cli",
         max_reconnect_attempts=3,
         connect_timeout=2,
+        error_cb=_quiet,
     )

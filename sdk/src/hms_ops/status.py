@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 from hms_contracts import topology
+from hms_contracts.events import ServiceHeartbeat
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
 
 from .connect import admin_connect
 from .errors import StackError
@@ -47,7 +52,7 @@ async def collect_status(paths: StatePaths) -> list[InstanceStatus]:
     except Exception as exc:
         raise StackError(f"cannot reach the stack's NATS at {stack['nats_url']}: {exc}") from exc
     try:
-        beats = await read_registry(nc.jetstream())
+        beats = await _read_registry(nc.jetstream(), stack["nats_url"])
     finally:
         await nc.close()
     now = datetime.now(UTC)
@@ -78,6 +83,20 @@ async def collect_status(paths: StatePaths) -> list[InstanceStatus]:
                 )
             )
     return rows
+
+
+async def _read_registry(
+    js: JetStreamContext, url: str, patience_s: float = 3.0
+) -> list[ServiceHeartbeat]:
+    """The registry; a server that has just restarted may answer "unavailable" a moment."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            return await read_registry(js)
+        except (NatsError, TimeoutError) as exc:
+            if time.monotonic() > deadline:
+                raise StackError(f"cannot read the service registry at {url}: {exc!r}") from exc
+            await asyncio.sleep(0.1)
 
 
 def problems(rows: list[InstanceStatus]) -> list[str]:

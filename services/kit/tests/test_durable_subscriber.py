@@ -10,7 +10,7 @@ from pathlib import Path
 from faststream.nats import NatsRouter
 from hms_contracts import specs, subjects, topology
 from hms_contracts.events import AlertFiring
-from hms_kit import ServiceKit, ServiceSettings, provision, publish
+from hms_kit import ServiceKit, ServiceSettings, provision, provision_shared, publish
 from hms_kit.deadletter import REASON
 from hms_kit.subscribe import durable_subscriber
 from hms_kit.testing import running, wait_until
@@ -55,7 +55,8 @@ async def test_durable_faststream_subscriber_dead_letters_poison_and_acks_good_e
     admin = await connect(server.url.replace("nats://", "nats://admin:admin@"))
     try:
         js = admin.jetstream()
-        await provision(js, streams=(specs.ALERTS, specs.DLQ))
+        await provision(js, streams=(specs.ALERTS,))
+        await provision_shared(js)  # the admin's part: DLQ and buckets
         handled: list[AlertFiring] = []
         router = NatsRouter()
 

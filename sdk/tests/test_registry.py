@@ -56,14 +56,14 @@ async def test_every_beating_service_is_read_every_time_while_entries_are_rewrit
 ) -> None:
     await provision_shared(js)
     tasks = [
-        asyncio.create_task(beat_forever(nc, functools.partial(beat_of, name, 0.02), 0.02))
+        asyncio.create_task(beat_forever(nc, functools.partial(beat_of, name, 0.05), 0.05))
         for name in SERVICE_NAMES
     ]
     try:
         await wait_until(
             lambda: _services(js, set(SERVICE_NAMES)), timeout=5, message="every entry"
         )
-        for _ in range(200):
+        for _ in range(100):
             seen = {b.service for b in await read_registry(js)}
             assert seen == set(SERVICE_NAMES), f"read only {sorted(seen)}"
     finally:

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from hms_contracts import topology
 from hms_contracts.events import ServiceHeartbeat
 from nats.errors import Error as NatsError
-from nats.js import JetStreamContext
 
 from .connect import admin_connect
 from .errors import StackError
@@ -47,14 +46,7 @@ async def collect_status(paths: StatePaths) -> list[InstanceStatus]:
             "`hms-ops up` or set HMS_STATE_DIR"
         )
     creds = json.loads(paths.credentials.read_text())
-    try:
-        nc = await admin_connect(stack["nats_url"], creds[ADMIN_USER])
-    except Exception as exc:
-        raise StackError(f"cannot reach the stack's NATS at {stack['nats_url']}: {exc}") from exc
-    try:
-        beats = await _read_registry(nc.jetstream(), stack["nats_url"])
-    finally:
-        await nc.close()
+    beats = await _read_registry(stack["nats_url"], creds[ADMIN_USER])
     now = datetime.now(UTC)
     rows: list[InstanceStatus] = []
     for name in topology.SERVICE_NAMES:
@@ -86,17 +78,27 @@ async def collect_status(paths: StatePaths) -> list[InstanceStatus]:
 
 
 async def _read_registry(
-    js: JetStreamContext, url: str, patience_s: float = 3.0
+    url: str, password: str, patience_s: float = 5.0
 ) -> list[ServiceHeartbeat]:
-    """The registry; a server that has just restarted may answer "unavailable" a moment."""
+    """The registry. A server that has just restarted may refuse a moment, or be slow to
+    accept while every service reconnects (each password check is a bcrypt hash): retry."""
     deadline = time.monotonic() + patience_s
     while True:
         try:
-            return await read_registry(js)
+            nc = await admin_connect(url, password)
+        except Exception as exc:
+            if time.monotonic() > deadline:
+                raise StackError(f"cannot reach the stack's NATS at {url}: {exc}") from exc
+            await asyncio.sleep(0.1)
+            continue
+        try:
+            return await read_registry(nc.jetstream())
         except (NatsError, TimeoutError) as exc:
             if time.monotonic() > deadline:
                 raise StackError(f"cannot read the service registry at {url}: {exc!r}") from exc
-            await asyncio.sleep(0.1)
+        finally:
+            await nc.close()
+        await asyncio.sleep(0.1)
 
 
 def problems(rows: list[InstanceStatus]) -> list[str]:

@@ -45,7 +45,10 @@ async def beat_forever(
             body = event.model_dump_json().encode()
             await nc.publish(event.subject(), body)
             key = registry_key(event.service, event.instance_id)
-            await js.publish(_PREFIX + key, body, msg_ttl=lapse_s(event.interval_s))
+            # a lost ack (the server restarting) holds the next beat back one period, no more
+            await js.publish(
+                _PREFIX + key, body, msg_ttl=lapse_s(event.interval_s), timeout=max(interval_s, 1)
+            )
             if metrics is not None:
                 metrics.heartbeats.inc()
         except Exception as exc:  # the bus is away: the entry's TTL tells the world

@@ -1,5 +1,6 @@
-"""Each of the seven services is a real process that starts on an empty server with its own
-least-privilege NATS user, provisions what it owns, heartbeats, and drains on SIGTERM."""
+"""Each of the seven services is a real process that starts on a server where the admin has
+set up only the shared streams and buckets, with its own least-privilege NATS user, provisions
+what it owns, heartbeats, and drains on SIGTERM."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ from pathlib import Path
 import aiohttp
 import pytest
 from hms_contracts import specs, topology
+from hms_kit import provision_shared
 from hms_ops.registry import read_registry
 from hms_ops.state import StatePaths, admin_connect
 from hms_stack.launch import ExecLauncher
-from hms_stack.natsserver import NatsServer, free_port
-from hms_stack.stack import UpOptions, service_children
-from hms_stack.state import load_credentials, nats_users
+from hms_stack.natsserver import free_port
+from hms_stack.stack import UpOptions, service_children, stack_server
+from hms_stack.state import load_credentials
 from hms_stack.supervisor import Supervisor
 from hms_testing.metrics import metric_value
 
@@ -27,8 +29,11 @@ async def test_every_service_provisions_what_it_owns_with_its_own_restricted_use
     paths = StatePaths(tmp_path / "state")
     paths.make()
     creds = load_credentials(paths)
-    server = NatsServer(store_dir=paths.nats, name="hms-start-test", users=nats_users(creds))
+    server = stack_server(paths, creds, "127.0.0.1", free_port())
     await asyncio.to_thread(server.start)
+    admin = await admin_connect(server.url, creds["hms-admin"])
+    await provision_shared(admin.jetstream())  # the admin's part; each service does its own
+    await admin.close()
     opts = UpOptions(paths=paths, console_port=free_port(), heartbeat_interval_s=0.3)
     supervisor = Supervisor(
         service_children(opts, server.url, creds), launcher=ExecLauncher(), drain_timeout_s=10

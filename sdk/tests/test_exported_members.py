@@ -11,7 +11,14 @@ def test_sdk_exports_exactly_its_public_names() -> None:
 
 
 def test_sdk_errors_form_one_hierarchy_with_one_line_docstrings() -> None:
-    for cls in (errors.StackError,):
+    for cls in (
+        errors.StackError,
+        errors.StackNotAnswering,
+        errors.ConnectError,
+        errors.PermissionDenied,
+        errors.InvalidObject,
+        errors.ConflictError,
+    ):
         assert issubclass(cls, errors.HmsOpsError)
         assert cls.__doc__
         assert "\n" not in cls.__doc__.strip()

@@ -30,6 +30,11 @@ class ServiceHeartbeat(BusEvent):
     leader: bool | None = Field(
         default=None, description="For singletons, whether this instance holds the lease"
     )
+    interval_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="Seconds between this instance's heartbeats; stale after three of them",
+    )
 
     def subject(self) -> str:
         """``ops.heartbeat.system.<service>``: heartbeats live in the system namespace."""

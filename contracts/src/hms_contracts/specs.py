@@ -198,12 +198,42 @@ LEASES = KVSpec(
 )
 SERVICE_REGISTRY = KVSpec(
     bucket="hms_services",
-    ttl_s=15.0,
+    ttl_s=0.0,
     history=1,
-    description="Service registry: each instance's latest heartbeat, gone when it stops beating",
+    description=(
+        "Service registry: each instance's latest heartbeat; every entry carries its own TTL, "
+        "a multiple of the instance's heartbeat interval, so it is gone when it stops beating"
+    ),
 )
 
 KV_BUCKETS: tuple[KVSpec, ...] = (LEASES, SERVICE_REGISTRY)
+
+#: Streams no service owns: the stack's admin creates and configures them (``hms-ops up`` or
+#: ``hms-ops provision``), services only check that they exist. The KV buckets are shared too.
+SHARED_STREAMS: tuple[StreamSpec, ...] = (DLQ,)
+
+#: A heartbeat older than this many of its intervals is stale (the instance stopped beating).
+STALE_AFTER_BEATS = 3
+#: A registry entry lapses (its per-message TTL) after this many of its heartbeat intervals.
+LAPSE_AFTER_BEATS = 10
+
+
+def registry_key(service: str, instance_id: str) -> str:
+    """Key of one instance in the service registry: ``<service>.<instance>``.
+
+    The service name leads, so NATS permissions confine each service to ``<service>.>``.
+    """
+    return f"{service}.{instance_id}"
+
+
+def lease_key(service: str) -> str:
+    """Key of a singleton's lease: the service name (permissions allow only its own)."""
+    return service
+
+
+def kv_stream(bucket: KVSpec) -> str:
+    """Name of the JetStream stream behind a KV bucket."""
+    return f"KV_{bucket.bucket}"
 
 
 def stream_for(name: str) -> StreamSpec:

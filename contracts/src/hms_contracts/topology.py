@@ -36,8 +36,14 @@ class ServiceSpec(BaseModel):
         return tuple(c for c in specs.CONSUMERS if c.durable in self.consumers)
 
     def owned_streams(self) -> tuple[specs.StreamSpec, ...]:
-        """Stream specs this service provisions (the DLQ is everyone's)."""
-        return tuple(specs.stream_for(n) for n in (*self.streams, specs.DLQ.name))
+        """Stream specs this service provisions (shared streams are the stack admin's)."""
+        return tuple(specs.stream_for(n) for n in self.streams)
+
+    def consumed_subjects(self) -> tuple[str, ...]:
+        """Subjects it consumes (its durables' filters, its core subscriptions): the only
+        subjects whose dead letters it may publish."""
+        filters = (f for c in self.owned_consumers() for f in c.filter_subjects)
+        return tuple(dict.fromkeys((*filters, *self.subscribes)))
 
 
 SERVICES: tuple[ServiceSpec, ...] = (
@@ -124,7 +130,9 @@ def _stream_api(stream: str, *, owner: bool) -> list[str]:
         f"$JS.API.STREAM.MSG.GET.{stream}",
     ]
     if owner:
-        api += [f"$JS.API.STREAM.CREATE.{stream}", f"$JS.API.STREAM.UPDATE.{stream}"]
+        # create only: an existing stream is never changed by a service (a different config
+        # is refused by the server; migrations are the admin's, ``provision(migrate=True)``)
+        api.append(f"$JS.API.STREAM.CREATE.{stream}")
     return api
 
 
@@ -138,33 +146,37 @@ def _consumer_api(stream: str, durable: str) -> list[str]:
     ]
 
 
-def _bucket_api(bucket: str) -> list[str]:
-    stream = f"KV_{bucket}"
-    return [
-        *_stream_api(stream, owner=True),
-        f"$KV.{bucket}.>",
-        f"$JS.API.CONSUMER.CREATE.{stream}",
-        f"$JS.API.CONSUMER.CREATE.{stream}.>",
-        f"$JS.API.CONSUMER.DELETE.{stream}.>",
-    ]
+def _own_keys_api(bucket: specs.KVSpec, keys: str) -> list[str]:
+    """Write and direct-get the keys ``keys`` (a pattern) of a shared bucket; nothing else."""
+    subject = f"$KV.{bucket.bucket}.{keys}"
+    return [subject, f"$JS.API.DIRECT.GET.{specs.kv_stream(bucket)}.{subject}"]
 
 
 def nats_permissions(svc: ServiceSpec) -> dict[str, dict[str, list[str]]]:
     """Least-privilege NATS permissions for one service's user.
 
-    The service may publish what it emits, its heartbeat and dead letters, use the JetStream
-    API only for the streams, consumers and buckets it owns or reads, and receive replies
-    only on its own inbox prefix.
+    The service may publish what it emits, its heartbeat and the dead letters of what it
+    consumes; use the JetStream API only for the streams and consumers it owns (create, never
+    update) or reads; check that the shared streams and buckets exist (the stack's admin
+    creates and configures them); write and read back only its own registry entries and its
+    own lease; and receive replies only on its own inbox prefix.
     """
-    publish: list[str] = ["$JS.API.INFO", *svc.publishes, s.heartbeat(svc.name), s.DLQ_ALL]
-    for name in (*svc.streams, specs.DLQ.name):
+    publish: list[str] = ["$JS.API.INFO", *svc.publishes, s.heartbeat(svc.name)]
+    publish += [s.dlq(subject) for subject in svc.consumed_subjects()]
+    for name in svc.streams:
         publish += _stream_api(name, owner=True)
     for name in svc.reads:
         publish += _stream_api(name, owner=False)
     for consumer in svc.owned_consumers():
         publish += _consumer_api(consumer.stream, consumer.durable)
+    for shared in specs.SHARED_STREAMS:
+        publish.append(f"$JS.API.STREAM.INFO.{shared.name}")
     for bucket in specs.KV_BUCKETS:
-        publish += _bucket_api(bucket.bucket)
+        publish.append(f"$JS.API.STREAM.INFO.{specs.kv_stream(bucket)}")
+    # an instance's entries are <service>.<instance>: the service name confines it
+    publish += _own_keys_api(specs.SERVICE_REGISTRY, specs.registry_key(svc.name, ">"))
+    if svc.singleton:
+        publish += _own_keys_api(specs.LEASES, specs.lease_key(svc.name))
     subscribe = [f"{s.inbox_prefix(svc.name)}.>", *svc.subscribes]
     return {
         "publish": {"allow": sorted(dict.fromkeys(publish))},

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from .errors import StackError
 from .state import StatePaths, default_state_dir
-from .status import all_ok, as_json, collect_status
+from .status import as_json, collect_status, problems
 
 #: how long ``status`` waits for the whole answer (connect: 2 s of it), then says so
 STATUS_TIMEOUT_S = 3.0
@@ -89,7 +89,10 @@ def status(
                 "-" if r.leader is None else ("yes" if r.leader else "standby"),
             )
         console.print(table)
-    raise typer.Exit(0 if all_ok(rows) else 1)
+    wrong = problems(rows)
+    for line in wrong:
+        err.print(f"[red]not ok:[/] {line}")
+    raise typer.Exit(1 if wrong else 0)
 
 
 def _add_commands() -> None:

@@ -23,3 +23,7 @@ class InvalidObject(HmsOpsError):
 
 class ConflictError(HmsOpsError):
     """An object changed while it was being written; read it again and retry."""
+
+
+class StackNotAnswering(StackError):
+    """The stack's NATS accepted the connection but did not answer in time (hung)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import stat
@@ -14,7 +15,7 @@ import nats
 from nats.aio.client import Client
 from platformdirs import user_data_dir
 
-from .errors import StackError
+from .errors import StackError, StackNotAnswering
 
 ADMIN_USER = "hms-admin"
 
@@ -46,6 +47,10 @@ class StatePaths:
     @property
     def credentials(self) -> Path:
         return self.root / "credentials.json"
+
+    @property
+    def password_hashes(self) -> Path:
+        return self.root / "password-hashes.json"
 
     @property
     def stack_file(self) -> Path:
@@ -135,33 +140,41 @@ def read_credentials(paths: StatePaths) -> dict[str, str]:
 async def admin_connect(url: str, password: str, timeout: float = 2.0) -> Client:
     """Connect as the local stack's admin user (provisioning, status).
 
-    Gives up after ``timeout`` seconds with a StackError, also when something accepts the
-    connection and never answers (a hung server).
+    A refused connection is a StackError at once (nats-py would keep retrying it for a
+    while); something that accepts the connection and never answers (a hung server) is a
+    StackNotAnswering after ``timeout`` seconds.
     """
+    refused: asyncio.Future[Exception] = asyncio.get_running_loop().create_future()
 
-    async def quiet(_: Exception) -> None:  # the StackError says it; no log noise per attempt
-        return None
+    async def first_error(exc: Exception) -> None:  # the StackError says it: no log noise
+        if not refused.done():
+            refused.set_result(exc)
 
-    try:
-        return await asyncio.wait_for(
-            nats.connect(
-                url,
-                user=ADMIN_USER,
-                password=password,
-                name="hms-ops-cli",
-                allow_reconnect=False,
-                connect_timeout=timeout,
-                error_cb=quiet,
-            ),
-            timeout,
+    connecting = asyncio.ensure_future(
+        nats.connect(
+            url,
+            user=ADMIN_USER,
+            password=password,
+            name="hms-ops-cli",
+            allow_reconnect=False,
+            connect_timeout=timeout,
+            error_cb=first_error,
         )
-    except TimeoutError:
-        raise StackError(
+    )
+    either: set[asyncio.Future[Any]] = {connecting, refused}
+    done, _ = await asyncio.wait(either, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    if connecting in done and connecting.exception() is None:
+        return connecting.result()
+    connecting.cancel()
+    with contextlib.suppress(BaseException):
+        await connecting
+    if not done:
+        raise StackNotAnswering(
             f"the stack's NATS at {url} did not answer within {timeout:g}s; is `hms-ops up` "
             "hung? Restart it"
-        ) from None
-    except Exception as exc:
-        raise StackError(
-            f"cannot reach the stack's NATS at {url}: {exc or type(exc).__name__}; is "
-            "`hms-ops up` running?"
-        ) from None
+        )
+    exc = refused.result() if refused.done() else connecting.exception()
+    raise StackError(
+        f"cannot reach the stack's NATS at {url}: {exc or type(exc).__name__}; is "
+        "`hms-ops up` running?"
+    )

@@ -1,14 +1,17 @@
-"""``hms-ops status``: every service as the registry sees it."""
+"""``hms-ops status``: every service as the registry sees it, and what is wrong."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
-from hms_contracts import topology
+from hms_contracts import ServiceHeartbeat, topology
+from nats.errors import Error as NatsError
 
-from .errors import StackError
+from .errors import StackError, StackNotAnswering
 from .registry import is_stale, read_registry
 from .state import ADMIN_USER, StatePaths, admin_connect, read_credentials, read_stack_file
 
@@ -41,15 +44,7 @@ async def collect_status(paths: StatePaths) -> list[InstanceStatus]:
             "`hms-ops up` or set HMS_STATE_DIR"
         )
     creds = read_credentials(paths)
-    heartbeat_interval_s = float(stack.get("heartbeat_interval_s", 2.0))
-    try:
-        nc = await admin_connect(stack["nats_url"], creds[ADMIN_USER])
-    except Exception as exc:
-        raise StackError(f"cannot reach the stack's NATS at {stack['nats_url']}: {exc}") from exc
-    try:
-        beats = await read_registry(nc.jetstream())
-    finally:
-        await nc.close()
+    beats = await _read_registry(stack["nats_url"], creds[ADMIN_USER])
     now = datetime.now(UTC)
     rows: list[InstanceStatus] = []
     for name in topology.SERVICE_NAMES:
@@ -58,7 +53,7 @@ async def collect_status(paths: StatePaths) -> list[InstanceStatus]:
             rows.append(InstanceStatus(service=name, state="missing"))
             continue
         for beat in mine:
-            if is_stale(beat, heartbeat_interval_s, now):
+            if is_stale(beat, now):
                 state = "stale"
             elif beat.health != "ok":
                 state = "unhealthy"
@@ -80,16 +75,69 @@ async def collect_status(paths: StatePaths) -> list[InstanceStatus]:
     return rows
 
 
-def all_ok(rows: list[InstanceStatus]) -> bool:
-    """Every service has an instance that beats and is healthy, and none beats unhealthy.
+async def _read_registry(
+    url: str, password: str, patience_s: float = 2.5
+) -> list[ServiceHeartbeat]:
+    """The registry. A server that has just restarted may refuse a moment, or be slow to
+    accept while every service reconnects (each password check is a bcrypt hash): retry."""
+    deadline = time.monotonic() + patience_s
+    refused: StackError | None = None
+    while True:
+        try:
+            # a StackError that says what to do; retries get what is left of the patience
+            left = deadline - time.monotonic()
+            nc = await admin_connect(url, password, 2.0 if refused is None else max(left, 0.2))
+        except StackNotAnswering:
+            if refused is not None:  # it refused before: it is down, not hung
+                raise refused from None
+            raise  # hung: waiting longer would not help
+        except StackError as exc:
+            refused = exc
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+            continue
+        try:
+            return await read_registry(nc.jetstream())
+        except (NatsError, TimeoutError) as exc:
+            if time.monotonic() > deadline:
+                raise StackError(f"cannot read the service registry at {url}: {exc!r}") from exc
+        finally:
+            await nc.close()
+        await asyncio.sleep(0.1)
+
+
+def problems(rows: list[InstanceStatus]) -> list[str]:
+    """One line per thing that makes ``status`` fail.
 
     A stale row beside a healthy one is an instance that died and was replaced (killed
-    instances cannot deregister; their entry lapses with the registry's TTL): shown, not failed.
+    instances cannot deregister; their entry lapses with its TTL): shown, not failed.
     """
-    services = {r.service for r in rows}
-    return all(any(r.ok for r in rows if r.service == s) for s in services) and not any(
-        r.state == "unhealthy" for r in rows
-    )
+    lines: list[str] = []
+    for name in dict.fromkeys(r.service for r in rows):
+        mine = [r for r in rows if r.service == name]
+        healthy = [r for r in mine if r.ok]
+        if all(r.state == "missing" for r in mine):
+            lines.append(f"{name}: no instance in the registry")
+        elif not healthy:
+            lines.append(f"{name}: no healthy instance (stopped beating or failing)")
+        lines += [
+            f"{name}: instance {r.instance} beats unhealthy ({r.health})"
+            for r in mine
+            if r.state == "unhealthy"
+        ]
+        singleton = name in topology.SERVICE_NAMES and topology.service(name).singleton
+        if singleton and healthy and not any(r.leader for r in healthy):
+            lines.append(
+                f"{name}: {len(healthy)} healthy instance(s) but none holds the lease: "
+                "no leader, so its decisions are not being made"
+            )
+    return lines
+
+
+def all_ok(rows: list[InstanceStatus]) -> bool:
+    """Every service has a healthy instance, none beats unhealthy, every singleton leads."""
+    return not problems(rows)
 
 
 def as_json(rows: list[InstanceStatus]) -> str:

@@ -22,7 +22,14 @@ from hms_contracts import (
     topology,
 )
 from hms_contracts.bus import BusEvent
-from hms_kit import Service, ServiceSettings, SubscriberError, provision, publish
+from hms_kit import (
+    Service,
+    ServiceSettings,
+    SubscriberError,
+    provision,
+    provision_shared,
+    publish,
+)
 from hms_kit.deadletter import REASON
 from hms_kit.subscribe import Handler, carried_events, durable_subscriber
 from hms_testing import NatsHandle, running, wait_until
@@ -87,7 +94,8 @@ async def test_durable_subscriber_routes_by_type_dead_letters_poison_and_acks_go
     admin = await connect(server.url.replace("nats://", "nats://admin:admin@"))
     try:
         js = admin.jetstream()
-        await provision(js, streams=(specs.ALERTS, specs.DLQ))
+        await provision(js, streams=(specs.ALERTS,))
+        await provision_shared(js)  # the admin's part: DLQ and buckets
         handled: list[BusEvent] = []
         router = NatsRouter()
 

@@ -32,6 +32,7 @@ def test_kit_exports_exactly_its_public_names() -> None:
         "ensure_stream",
         "env_prefix",
         "provision",
+        "provision_shared",
         "publish",
         "publish_many",
         "run_service",

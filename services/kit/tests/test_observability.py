@@ -7,9 +7,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
+import nats
 from faststream.nats import NatsRouter
 from hms_contracts import specs, topology
-from hms_kit import BatchConsumer, Delivery, Service, ServiceSettings, provision, publish
+from hms_kit import (
+    BatchConsumer,
+    Delivery,
+    Service,
+    ServiceSettings,
+    provision,
+    provision_shared,
+    publish,
+)
 from hms_testing import NatsHandle, metric_value, open_nats, running, wait_until
 from hms_testing.probe import PROBE_RUNS, ProbeItem
 from nats.js import JetStreamContext
@@ -93,9 +102,15 @@ async def test_metrics_endpoint_is_prometheus_text_with_heartbeats(
 
 async def test_permission_violations_are_counted(tmp_path: Path) -> None:
     console = topology.service("console")
-    users = {"console": {"password": "pw", "permissions": topology.nats_permissions(console)}}
+    users = {
+        "admin": {"password": "admin-pw"},
+        "console": {"password": "pw", "permissions": topology.nats_permissions(console)},
+    }
     server = open_nats(tmp_path / "nats", users=users)
     try:
+        admin = await nats.connect(server.url, user="admin", password="admin-pw")
+        await provision_shared(admin.jetstream())  # the admin's part; the console only waits
+        await admin.close()
         settings = ServiceSettings(
             nats_url=server.url,
             nats_user="console",

@@ -10,11 +10,12 @@ from typing import Annotated
 
 import typer
 from hms_ops.cli import StateDir, console, err, state_paths
+from hms_ops.state import ADMIN_USER
 from rich.table import Table
 
 from .errors import StackError
 from .launch import LauncherName
-from .stack import Stack, UpOptions, run_up
+from .stack import Stack, UpOptions, provision_with, run_up
 
 
 def _tail(log: Path, lines: int = 4) -> str:
@@ -91,3 +92,22 @@ def up(
     if code == 0:
         console.print("stopped; no process left behind.")
     raise typer.Exit(code)
+
+
+def provision(
+    nats_url: Annotated[
+        str, typer.Option(envvar="HMS_NATS_URL", help="NATS server URL.")
+    ] = "nats://127.0.0.1:4222",
+    user: Annotated[str, typer.Option(envvar="HMS_NATS_USER", help="Admin user.")] = ADMIN_USER,
+    password: Annotated[
+        str, typer.Option(envvar="HMS_NATS_PASSWORD", help="Admin password (env preferred).")
+    ] = "",
+) -> None:
+    """Create the shared streams and buckets and every service's streams and consumers, as the
+    admin (what `up` does before starting services; run it before a service run alone)."""
+    try:
+        asyncio.run(provision_with(nats_url, user, password))
+    except StackError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    console.print(f"provisioned the catalogue on {nats_url}")

@@ -18,9 +18,11 @@ from typing import Any, TextIO
 import nats
 from hms_contracts import specs, topology
 from hms_kit import provision
+from hms_kit.provision import provision_shared
 from hms_kit.settings import env_prefix
 from hms_ops.state import ADMIN_USER, StatePaths, read_stack_file
 from nats.aio.client import Client
+from nats.js import JetStreamContext
 
 from .errors import StackError
 from .launch import LauncherName, launcher
@@ -29,7 +31,7 @@ from .leftovers import reap, record
 from .natsserver import NatsServer, free_port
 from .natswatch import NatsKeeper
 from .ports import check_ports
-from .state import load_credentials, nats_users, write_stack_file
+from .state import load_credentials, nats_users, password_hashes, write_stack_file
 from .supervisor import Child, Supervisor
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,49 @@ class UpOptions:
     #: a service or nats-server that does not answer its /healthz (or, for nats-server, says
     #: JetStream is unhealthy) for this long is killed and restarted
     unhealthy_after_s: float = 3.0
+
+
+def stack_server(
+    paths: StatePaths, creds: dict[str, str], host: str, port: int, *, name: str | None = None
+) -> NatsServer:
+    """The embedded nats-server as ``up`` configures it: loopback, JetStream, one user each
+    with a bcrypt-hashed password, a monitoring port for the watchdog, dying with ``up``."""
+    return NatsServer(
+        store_dir=paths.nats,
+        # a unique name: no stack mistakes another's server for its own
+        name=name or f"hms-ops-{secrets.token_hex(4)}",
+        host=host,
+        port=port,
+        users=nats_users(password_hashes(paths, creds)),
+        log_file=paths.logs / "nats-server.log",
+        monitor_port=free_port(host),
+        die_with_parent=True,
+    )
+
+
+async def provision_stack(js: JetStreamContext) -> None:
+    """What the stack's admin provisions before any service starts: the shared streams and
+    buckets (only the admin may create or change them), then every service's streams and
+    consumers, so no service waits for another's."""
+    await provision_shared(js)
+    owned = [s for s in specs.STREAMS if s not in specs.SHARED_STREAMS]
+    await provision(js, streams=owned, consumers=specs.CONSUMERS)
+
+
+async def provision_with(url: str, user: str, password: str) -> None:
+    """``hms-ops provision``: what ``up`` provisions, on any server, as its admin user."""
+    try:
+        nc = await nats.connect(
+            url, user=user or None, password=password or None, max_reconnect_attempts=0
+        )
+    except Exception as exc:
+        raise StackError(f"cannot connect to {url} as {user!r}: {exc}") from exc
+    try:
+        await provision_stack(nc.jetstream())
+    except Exception as exc:
+        raise StackError(f"provisioning {url} as {user!r} failed: {exc}") from exc
+    finally:
+        await nc.close()
 
 
 def service_children(opts: UpOptions, nats_url: str, creds: dict[str, str]) -> list[Child]:
@@ -120,15 +165,8 @@ class Stack:
             self._reap_leftovers()
             creds = load_credentials(paths)
         check_ports(opts.host, roles)
-        self.server = NatsServer(
-            store_dir=paths.nats,
-            name=f"hms-ops-{self.stack_id}",  # no stack mistakes another's server for its own
-            host=opts.host,
-            port=opts.nats_port,
-            users=nats_users(creds),
-            log_file=paths.logs / "nats-server.log",
-            monitor_port=free_port(opts.host),
-            die_with_parent=True,
+        self.server = stack_server(
+            paths, creds, opts.host, opts.nats_port, name=f"hms-ops-{self.stack_id}"
         )
         self.keeper = NatsKeeper(
             self.server, unhealthy_after_s=opts.unhealthy_after_s, after_start=self._nats_started
@@ -151,12 +189,7 @@ class Stack:
             reconnect_time_wait=0.2,
             connect_timeout=2,
         )
-        await provision(
-            self._admin.jetstream(),
-            streams=specs.STREAMS,
-            consumers=specs.CONSUMERS,
-            buckets=specs.KV_BUCKETS,
-        )
+        await provision_stack(self._admin.jetstream())
         await self._check_streams()
         self.supervisor = Supervisor(
             service_children(opts, self.server.url, creds),

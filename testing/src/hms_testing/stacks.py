@@ -27,6 +27,8 @@ class RunningStack:
     proc: subprocess.Popen[bytes]
     state_dir: Path
     output: Path
+    #: what the last ``status`` call printed on stderr (its reasons when not ok)
+    last_status_stderr: str = ""
 
     @property
     def info(self) -> dict[str, Any]:
@@ -45,6 +47,7 @@ class RunningStack:
             check=False,
         )
         rows: list[dict[str, Any]] = json.loads(out.stdout) if out.stdout.strip() else []
+        self.last_status_stderr = out.stderr.decode(errors="replace")
         return out.returncode, rows
 
     def log(self) -> str:

@@ -8,7 +8,7 @@ from .fate import Reject, Retry
 from .leadership import Loop
 from .lease import Lease
 from .metrics import KitMetrics
-from .provision import ensure_bucket, ensure_consumer, ensure_stream, provision
+from .provision import ensure_bucket, ensure_consumer, ensure_stream, provision, provision_shared
 from .publish import publish, publish_many
 from .service import Resources, Service, run_service
 from .settings import ServiceSettings, env_prefix, settings_config
@@ -40,6 +40,7 @@ __all__ = [
     "ensure_stream",
     "env_prefix",
     "provision",
+    "provision_shared",
     "publish",
     "publish_many",
     "run_service",

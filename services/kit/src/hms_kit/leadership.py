@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -47,8 +50,21 @@ class Leadership:
     async def start(self, js: JetStreamContext) -> None:
         """Start contending for the lease."""
         kv = await js.key_value(self.bucket.bucket)
-        self.lease = Lease(kv, self.service.name, self.service.instance_id, ttl_s=self.bucket.ttl_s)
-        self._keeping.spawn(self.lease.keep(self.renew_every_s, self._changed))
+        key = specs.lease_key(self.service.name)
+        lease = Lease(kv, key, self.service.instance_id, ttl_s=self.bucket.ttl_s)
+        self.lease = lease
+        self._keeping.spawn(lease.keep(self.renew_every_s, self._changed))
+        await self._first_attempt(lease)
+
+    async def _first_attempt(self, lease: Lease, timeout_s: float = 2.0) -> None:
+        """Wait until the lease is ours or known to be someone else's, so the service's first
+        heartbeat tells the truth (``hms-ops status`` fails a singleton with no leader)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not lease.held:
+            with contextlib.suppress(Exception):
+                if await lease.holder_now() not in (None, self.service.instance_id):
+                    return
+            await asyncio.sleep(0.02)
 
     async def _changed(self, leader: bool) -> None:
         self.leader = leader

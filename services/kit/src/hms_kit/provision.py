@@ -3,6 +3,8 @@
 Provisioning creates what is missing and leaves what matches alone. An existing object whose
 configuration differs from its spec is never changed silently: :class:`DriftError` names every
 field that differs, so an operator decides (``migrate=True`` updates the stream or consumer).
+The shared streams and buckets are the stack admin's (:func:`provision_shared`); services only
+provision what they own.
 """
 
 from __future__ import annotations
@@ -12,7 +14,14 @@ import math
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from hms_contracts.specs import ConsumerSpec, KVSpec, StreamSpec
+from hms_contracts.specs import (
+    KV_BUCKETS,
+    SHARED_STREAMS,
+    ConsumerSpec,
+    KVSpec,
+    StreamSpec,
+    kv_stream,
+)
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js.errors import BucketNotFoundError, NotFoundError
@@ -100,6 +109,10 @@ def stream_drift(spec: StreamSpec, have: js_api.StreamConfig) -> list[str]:
             ("duplicate_window", want.duplicate_window, have.duplicate_window),
             ("discard", want.discard, have.discard),
             ("num_replicas", want.num_replicas, have.num_replicas),
+            # nothing in the catalogue copies a stream elsewhere: any of these is tampering
+            ("republish", None, have.republish),
+            ("sources", [], have.sources or []),
+            ("mirror", None, have.mirror),
         ],
     )
 
@@ -166,8 +179,23 @@ async def ensure_consumer(
     return "updated"
 
 
-async def ensure_bucket(js: JetStreamContext, spec: KVSpec) -> Outcome:
-    """Create the KV bucket if it is missing; check its TTL and history if it exists."""
+def bucket_drift(spec: KVSpec, have: js_api.StreamConfig) -> list[str]:
+    """Every field where the server's bucket (its stream) differs from the spec."""
+    return _diff(
+        "bucket",
+        spec.bucket,
+        [
+            ("ttl", spec.ttl_s, have.max_age or 0.0),
+            ("history", spec.history, have.max_msgs_per_subject),
+            # services read their own keys with direct gets, and registry entries carry a TTL
+            ("allow_direct", True, bool(have.allow_direct)),
+            ("allow_msg_ttl", True, bool(have.allow_msg_ttl)),
+        ],
+    )
+
+
+async def ensure_bucket(js: JetStreamContext, spec: KVSpec, *, migrate: bool = False) -> Outcome:
+    """Create the KV bucket if it is missing; check its TTL, history and access if it exists."""
     try:
         await js.key_value(spec.bucket)
     except BucketNotFoundError:
@@ -179,22 +207,27 @@ async def ensure_bucket(js: JetStreamContext, spec: KVSpec) -> Outcome:
                 ttl=spec.ttl_s or None,
                 max_value_size=spec.max_value_size,
                 storage=js_api.StorageType.FILE,
+                direct=True,
             )
         )
         log.info("created bucket %s", spec.bucket)
         return "created"
-    info = await js.stream_info(f"KV_{spec.bucket}")
-    drift = _diff(
-        "bucket",
-        spec.bucket,
-        [
-            ("ttl", spec.ttl_s, info.config.max_age or 0.0),
-            ("history", spec.history, info.config.max_msgs_per_subject),
-        ],
-    )
-    if drift:
+    info = await js.stream_info(kv_stream(spec))
+    drift = bucket_drift(spec, info.config)
+    if not drift:
+        return "unchanged"
+    if not migrate:
         raise DriftError("; ".join(drift))
-    return "unchanged"
+    await js.update_stream(
+        info.config.evolve(
+            max_age=spec.ttl_s,
+            max_msgs_per_subject=spec.history,
+            allow_direct=True,
+            allow_msg_ttl=True,
+        )
+    )
+    log.warning("updated bucket %s: %s", spec.bucket, "; ".join(drift))
+    return "updated"
 
 
 async def provision(
@@ -213,5 +246,11 @@ async def provision(
         key = f"consumer:{consumer.stream}/{consumer.durable}"
         outcomes[key] = await ensure_consumer(js, consumer, migrate=migrate)
     for bucket in buckets:
-        outcomes[f"bucket:{bucket.bucket}"] = await ensure_bucket(js, bucket)
+        outcomes[f"bucket:{bucket.bucket}"] = await ensure_bucket(js, bucket, migrate=migrate)
     return outcomes
+
+
+async def provision_shared(js: JetStreamContext) -> dict[str, Outcome]:
+    """The admin's part: the shared streams and buckets, put back to their spec if they
+    drifted (no service may change them; their content is transient or kept as it is)."""
+    return await provision(js, streams=SHARED_STREAMS, buckets=KV_BUCKETS, migrate=True)

@@ -1,25 +1,34 @@
-"""The service registry, writer side: heartbeats in a KV bucket whose TTL drops silent instances.
+"""The service registry, writing side: each instance's latest heartbeat in a KV bucket.
 
-The reader (``read_registry``, ``is_stale``) is the SDK's: ``hms_ops.registry``.
+Every entry carries its own TTL (``Nats-TTL``), a multiple of the instance's heartbeat interval,
+and every heartbeat says its interval, so staleness (``hms_ops.registry.is_stale``) and lapse
+follow the configured period, not a fixed bucket TTL. The reading side is the SDK's
+(``hms-ops status``), so that reading needs neither the kit nor a consumer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Callable
 
 from hms_contracts import ServiceHeartbeat
-from hms_contracts.specs import SERVICE_REGISTRY
+from hms_contracts.specs import LAPSE_AFTER_BEATS, SERVICE_REGISTRY, registry_key
 from nats.aio.client import Client
 
 from .metrics import KitMetrics
 
 log = logging.getLogger(__name__)
 
+__all__ = ["beat_forever", "deregister", "lapse_s", "registry_key"]
 
-def registry_key(service: str, instance_id: str) -> str:
-    return f"{service}.{instance_id}"
+_PREFIX = f"$KV.{SERVICE_REGISTRY.bucket}."
+
+
+def lapse_s(interval_s: float) -> int:
+    """Seconds a registry entry outlives its last heartbeat (``Nats-TTL`` is whole seconds)."""
+    return max(1, math.ceil(LAPSE_AFTER_BEATS * interval_s))
 
 
 async def beat_forever(
@@ -29,15 +38,25 @@ async def beat_forever(
     metrics: KitMetrics | None = None,
 ) -> None:
     """Announce the instance on its heartbeat subject and in the registry, every period."""
-    kv = await nc.jetstream().key_value(SERVICE_REGISTRY.bucket)
+    js = nc.jetstream()
     while True:
         try:
             event = beat()
             body = event.model_dump_json().encode()
             await nc.publish(event.subject(), body)
-            await kv.put(registry_key(event.service, event.instance_id), body)
+            key = registry_key(event.service, event.instance_id)
+            # a lost ack (the server restarting) holds the next beat back one period, no more
+            await js.publish(
+                _PREFIX + key, body, msg_ttl=lapse_s(event.interval_s), timeout=max(interval_s, 1)
+            )
             if metrics is not None:
                 metrics.heartbeats.inc()
-        except Exception as exc:  # the bus is away: the registry's TTL tells the world
+        except Exception as exc:  # the bus is away: the entry's TTL tells the world
             log.warning("heartbeat failed: %s", exc)
         await asyncio.sleep(interval_s)
+
+
+async def deregister(nc: Client, service: str, instance_id: str, interval_s: float) -> None:
+    """Remove the instance's entry at once; the purge marker itself lapses like an entry."""
+    kv = await nc.jetstream().key_value(SERVICE_REGISTRY.bucket)
+    await kv.purge(registry_key(service, instance_id), msg_ttl=lapse_s(interval_s))

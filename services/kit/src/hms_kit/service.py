@@ -32,7 +32,7 @@ from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 
 from .background import Background
-from .connection import ConnectionEvents, build_broker, connect_forever
+from .connection import ConnectionEvents, build_broker, connect_forever, nats_security
 from .errors import KitError
 from .http import HealthServer
 from .leadership import Leadership, Loop
@@ -40,8 +40,8 @@ from .lease import Lease
 from .logs import configure_logging
 from .metrics import KitMetrics
 from .middleware import DeadLetterMiddleware
-from .provision import provision
-from .registry import beat_forever, registry_key
+from .provision import provision, provision_shared
+from .registry import beat_forever, deregister
 from .settings import ServiceSettings, settings_error
 from .telemetry import tracer_provider
 
@@ -165,14 +165,16 @@ class Service:
         await self.health.start(self.settings.http_host, self.settings.http_port)
         log.info("%s %s serving /healthz on %s", self.name, self.version, self.health.url)
         await connect_forever(self.broker, self.metrics, self.settings.nats_url)
+        if nats_security(self.settings) is None:
+            # a server without authorization (development, tests): nobody holds a privilege,
+            # so the service sets up the shared streams and buckets itself, as the admin would
+            await provision_shared(self.js)
         owned = self.spec.owned_streams()
-        await self._await_streams({c.stream for c in self.consumers} - {s.name for s in owned})
-        outcomes = await provision(
-            self.js,
-            streams=owned,
-            consumers=self.consumers,
-            buckets=(specs.SERVICE_REGISTRY, self.lease_bucket),
-        )
+        shared = {s.name for s in specs.SHARED_STREAMS}
+        shared |= {specs.kv_stream(b) for b in (specs.SERVICE_REGISTRY, self.lease_bucket)}
+        foreign = {c.stream for c in self.consumers} - {s.name for s in owned}
+        await self._await_streams(foreign | shared)
+        outcomes = await provision(self.js, streams=owned, consumers=self.consumers)
         created = [k for k, v in outcomes.items() if v != "unchanged"]
         log.info("provisioned %d objects (%s new)", len(outcomes), ", ".join(created) or "none")
         opened = await self._resources.enter_async_context(self.resources(self))
@@ -180,8 +182,10 @@ class Service:
             self.broker.context.set_global(name, resource)
 
     async def _await_streams(self, names: set[str]) -> None:
-        """Wait for streams other services own: our consumers sit on them, and creating them
-        is their owner's decision. Until then we are not ready (``/healthz`` says 503)."""
+        """Wait for streams other services own (our consumers sit on them, and creating them
+        is their owner's decision) and for the shared streams and buckets, which only the
+        stack's admin creates (``hms-ops up``, or ``hms-ops provision`` for a service run
+        alone). Until then we are not ready (``/healthz`` says 503)."""
         waited = 0.0
         for name in sorted(names):
             while True:
@@ -190,20 +194,24 @@ class Service:
                     break
                 except NotFoundError:
                     if waited % 5.0 < 0.5:
-                        owner = next((s.name for s in topology.SERVICES if name in s.streams), "?")
+                        owner = next(
+                            (s.name for s in topology.SERVICES if name in s.streams),
+                            "the stack's admin: hms-ops up or hms-ops provision",
+                        )
                         log.warning("waiting for stream %s (provisioned by %s)", name, owner)
                     await asyncio.sleep(0.5)
                     waited += 0.5
 
     async def _after_startup(self) -> None:
         self.ready = True
+        if self.leadership is not None:
+            # before the first heartbeat, so that it tells the truth about leadership
+            await self.leadership.start(self.js)
         self._background.spawn(
             beat_forever(self.nc, self.heartbeat, self.settings.heartbeat_interval_s, self.metrics)
         )
         for loop in self.loops:
             self._background.spawn(loop(self))
-        if self.leadership is not None:
-            await self.leadership.start(self.js)
 
     async def _on_shutdown(self) -> None:
         self.draining = True
@@ -213,8 +221,8 @@ class Service:
                 await self.leadership.stop()
         await self._background.cancel()
         with contextlib.suppress(Exception):
-            kv = await self.js.key_value(specs.SERVICE_REGISTRY.bucket)
-            await kv.purge(registry_key(self.name, self.instance_id))
+            interval = self.settings.heartbeat_interval_s
+            await deregister(self.nc, self.name, self.instance_id, interval)
 
     async def _after_shutdown(self) -> None:
         await self._resources.aclose()
@@ -239,6 +247,7 @@ class Service:
             pid=os.getpid(),
             host=socket.gethostname(),
             leader=self.leader,
+            interval_s=self.settings.heartbeat_interval_s,
         )
 
     def _probe(self) -> tuple[bool, dict[str, Any]]:

@@ -1,0 +1,168 @@
+"""Every service user is refused what is not its own, and the server is left as it was.
+
+Each attack below was once possible as a service user. It is replayed as every service in
+the topology against a nats-server configured as ``hms-ops up`` configures it; the test
+asserts the refusal and that no stream config, KV entry or consumer count changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import pytest
+from hms_contracts import specs, topology
+from hms_kit.provision import stream_config
+from nats.js import JetStreamContext
+from nats.js import api as js_api
+
+from .conftest import VICTIM, Attacker, heartbeat, snapshot
+
+Attack = Callable[[Attacker], Awaitable[None]]
+
+
+def _dlq(**changes: object) -> js_api.StreamConfig:
+    return stream_config(specs.DLQ).evolve(**changes)
+
+
+async def dlq_republishes_a_forged_incident(a: Attacker) -> None:
+    forge = js_api.RePublish(src="dlq.>", dest="ops.incident.forged.>")
+    await a.refused(a.js.update_stream(_dlq(republish=forge)), "add a republish rule to the DLQ")
+
+
+async def dlq_sources_a_stream_it_may_not_read(a: Attacker) -> None:
+    sources = [js_api.StreamSource(name=specs.INCIDENTS.name)]
+    await a.refused(a.js.update_stream(_dlq(sources=sources)), "make the DLQ source INCIDENTS")
+
+
+async def dlq_keeps_one_message_and_destroys_dead_letters(a: Attacker) -> None:
+    await a.refused(a.js.update_stream(_dlq(max_msgs=1)), "set the DLQ's max_msgs to 1")
+    await a.refused(a.js.purge_stream(specs.DLQ.name), "purge the DLQ")
+    await a.refused(a.js.delete_msg(specs.DLQ.name, 1), "delete a dead letter")
+    await a.refused(a.js.delete_stream(specs.DLQ.name), "delete the DLQ")
+
+
+async def dead_letters_of_subjects_it_does_not_consume(a: Attacker) -> None:
+    await a.refused(a.js.publish("dlq.nobody.consumes.this", b"x"), "forge a dead letter")
+
+
+async def every_other_singletons_lease_is_written(a: Attacker) -> None:
+    leases = await a.js.key_value(specs.LEASES.bucket)
+    for other in topology.SERVICES:
+        if other.singleton and other.name != a.svc.name:
+            key = specs.lease_key(other.name)
+            await a.refused(leases.put(key, b"forged"), f"write {other.name}'s lease")
+            await a.refused(leases.delete(key), f"delete {other.name}'s lease")
+            await a.refused(leases.purge(key), f"purge {other.name}'s lease")
+    if not a.svc.singleton:
+        key = specs.lease_key(a.svc.name)
+        await a.refused(leases.create(key, b"forged"), "take a lease it has no use for")
+
+
+async def a_healthy_entry_is_forged_for_another_service(a: Attacker) -> None:
+    registry = await a.js.key_value(specs.SERVICE_REGISTRY.bucket)
+    for other in topology.SERVICE_NAMES:
+        if other != a.svc.name:
+            key = specs.registry_key(other, "forged")
+            await a.refused(registry.put(key, heartbeat(other, "forged")), f"register {other}")
+
+
+async def another_services_entry_is_deleted(a: Attacker) -> None:
+    registry = await a.js.key_value(specs.SERVICE_REGISTRY.bucket)
+    for other in topology.SERVICE_NAMES:
+        if other != a.svc.name:
+            key = specs.registry_key(other, VICTIM)
+            await a.refused(registry.delete(key), f"delete {other}'s entry")
+            await a.refused(registry.purge(key), f"purge {other}'s entry")
+
+
+async def the_lease_buckets_ttl_is_raised_to_an_hour(a: Attacker) -> None:
+    for bucket in specs.KV_BUCKETS:
+        name = specs.kv_stream(bucket)
+        info = await a.js.stream_info(name)
+        longer = info.config.evolve(max_age=3600.0)
+        await a.refused(a.js.update_stream(longer), f"change {name}'s TTL")
+        await a.refused(a.js.purge_stream(name), f"purge {name}")
+
+
+async def consumers_pile_up_on_the_buckets(a: Attacker) -> None:
+    for bucket in specs.KV_BUCKETS:
+        name = specs.kv_stream(bucket)
+        ephemeral = js_api.ConsumerConfig(inactive_threshold=300.0)
+        await a.refused(a.js.add_consumer(name, ephemeral), f"create a consumer on {name}")
+        durable = js_api.ConsumerConfig(durable_name="pile", name="pile")
+        await a.refused(a.js.add_consumer(name, durable), f"create a durable on {name}")
+        kv = await a.js.key_value(bucket.bucket)
+        await a.refused(kv.keys(), f"watch {name} (an ordered consumer)")
+
+
+async def any_stream_is_edited(a: Attacker) -> None:
+    for spec in specs.STREAMS:
+        smaller = stream_config(spec).evolve(max_msgs=1)
+        await a.refused(a.js.update_stream(smaller), f"update {spec.name}")
+        if spec.name in a.svc.streams:  # create with another config must not update it either
+            await a.refused(a.js.add_stream(smaller), f"re-create {spec.name} differently")
+
+
+async def a_stream_it_may_not_read_is_read(a: Attacker) -> None:
+    allowed = {*a.svc.streams, *a.svc.reads}
+    for spec in specs.STREAMS:
+        if spec.name not in allowed:
+            ephemeral = js_api.ConsumerConfig(inactive_threshold=300.0)
+            await a.refused(a.js.add_consumer(spec.name, ephemeral), f"consume {spec.name}")
+            await a.refused(a.js.get_msg(spec.name, seq=1, direct=True), f"direct-get {spec.name}")
+    copy = js_api.StreamConfig(
+        name="STOLEN", sources=[js_api.StreamSource(name=specs.INCIDENTS.name)]
+    )
+    await a.refused(a.js.add_stream(copy), "create a stream that sources INCIDENTS")
+
+
+ATTACKS: dict[str, Attack] = {
+    f.__name__: f
+    for f in (
+        dlq_republishes_a_forged_incident,
+        dlq_sources_a_stream_it_may_not_read,
+        dlq_keeps_one_message_and_destroys_dead_letters,
+        dead_letters_of_subjects_it_does_not_consume,
+        every_other_singletons_lease_is_written,
+        a_healthy_entry_is_forged_for_another_service,
+        another_services_entry_is_deleted,
+        the_lease_buckets_ttl_is_raised_to_an_hour,
+        consumers_pile_up_on_the_buckets,
+        any_stream_is_edited,
+        a_stream_it_may_not_read_is_read,
+    )
+}
+
+
+@pytest.mark.parametrize("attack", list(ATTACKS))
+async def test_a_service_user_is_refused_and_leaves_the_server_unchanged(
+    attack: str, attacker: Attacker, admin_js: JetStreamContext
+) -> None:
+    before = await snapshot(admin_js)
+    await ATTACKS[attack](attacker)
+    after = await snapshot(admin_js)
+    assert after == before, f"{attack} as {attacker.svc.name} changed the server"
+
+
+def _instance(pattern: str) -> str:
+    """A concrete subject matching ``pattern``."""
+    return pattern.replace("*", "acme").replace(">", "x")
+
+
+async def test_a_service_user_still_does_its_own_work(attacker: Attacker) -> None:
+    svc = attacker.svc
+    registry = await attacker.js.key_value(specs.SERVICE_REGISTRY.bucket)
+    key = specs.registry_key(svc.name, "own-work")
+    assert await attacker.attempt(registry.put(key, heartbeat(svc.name, "own-work"))) == "done"
+    assert await attacker.attempt(registry.get(key)) == "done"
+    assert await attacker.attempt(registry.purge(key)) == "done"
+    if svc.singleton:
+        leases = await attacker.js.key_value(specs.LEASES.bucket)
+        lease = specs.lease_key(svc.name)
+        assert await attacker.attempt(leases.get(lease)) == "done"
+    for subject in svc.consumed_subjects():
+        dead = "dlq." + _instance(subject)
+        assert await attacker.attempt(attacker.js.publish(dead, b"poison")) == "done", dead
+    for stream in (*svc.streams, *(s.name for s in specs.SHARED_STREAMS)):
+        assert await attacker.attempt(attacker.js.stream_info(stream)) == "done", stream
+    assert attacker.violations == []

@@ -226,5 +226,8 @@ def test_messages_lost_on_recovery_are_reported_loudly(tmp_path: Path) -> None:
         assert "ERROR JetStream lost data on recovery: stream LOSS_TEST is back at sequence" in text
         assert "message(s) lost" in text
         assert any("LOSS_TEST" in line for line in second.info["data_loss"])
+        code, _ = second.status()
+        assert code == 1, "status fails while the stack reports lost data"
+        assert "JetStream lost data on recovery: stream LOSS_TEST" in second.last_status_stderr
     finally:
         stop_stack(second)

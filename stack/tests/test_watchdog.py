@@ -14,7 +14,7 @@ from pathlib import Path
 import nats
 import pytest
 from hms_testing import wait_for
-from hms_testing.stacks import RunningStack, alive, start_stack, stop_stack, tmpfs
+from hms_testing.stacks import RunningStack, alive, fill, start_stack, stop_stack, tmpfs
 
 pytestmark = pytest.mark.slow
 
@@ -77,14 +77,6 @@ def test_the_stack_file_follows_a_service_restart(stack: RunningStack) -> None:
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     with tmpfs(tmp_path / "disk") as disk:
         yield disk
-
-
-def fill(disk: Path) -> Path:
-    filler = disk / "filler"
-    with open(filler, "wb", buffering=0) as out, contextlib.suppress(OSError):
-        while True:
-            out.write(b"\0" * (1 << 20))
-    return filler
 
 
 async def fill_and_publish_until_refused(stack: RunningStack, disk: Path) -> Path:

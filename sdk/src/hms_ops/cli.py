@@ -13,7 +13,7 @@ from rich.table import Table
 
 from .errors import StackError
 from .state import StatePaths, default_state_dir
-from .status import as_json, collect_status, problems
+from .status import as_json, collect_status, problems, stack_problems
 
 #: how long ``status`` waits for the whole answer (connect: 2 s of it), then says so
 STATUS_TIMEOUT_S = 3.0
@@ -89,7 +89,7 @@ def status(
                 "-" if r.leader is None else ("yes" if r.leader else "standby"),
             )
         console.print(table)
-    wrong = problems(rows)
+    wrong = problems(rows) + stack_problems(paths)
     for line in wrong:
         err.print(f"[red]not ok:[/] {line}")
     raise typer.Exit(1 if wrong else 0)

@@ -135,6 +135,12 @@ def problems(rows: list[InstanceStatus]) -> list[str]:
     return lines
 
 
+def stack_problems(paths: StatePaths) -> list[str]:
+    """What the stack itself reports: messages JetStream lost when it recovered its store."""
+    stack = read_stack_file(paths) or {}
+    return [f"JetStream lost data on recovery: {line}" for line in stack.get("data_loss", [])]
+
+
 def all_ok(rows: list[InstanceStatus]) -> bool:
     """Every service has a healthy instance, none beats unhealthy, every singleton leads."""
     return not problems(rows)

@@ -155,3 +155,12 @@ def tmpfs(path: Path, options: str = "size=64m,mode=0700") -> Iterator[Path]:
         yield path
     finally:
         subprocess.run([umount, "-l", str(path)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    """Fill ``disk`` (a small tmpfs) to the last byte; remove the returned file to free it."""
+    filler = disk / "filler"
+    with open(filler, "wb", buffering=0) as out, contextlib.suppress(OSError):
+        while True:
+            out.write(b"\0" * (1 << 20))
+    return filler

@@ -29,9 +29,10 @@ class HealthServer:
 
     async def _healthz(self, _: web.Request) -> web.Response:
         ok, detail = self.probe()
+        status = "ok" if ok else ("degraded" if detail.get("degraded") else "unhealthy")
         return web.Response(
             status=200 if ok else 503,
-            text=json.dumps({"status": "ok" if ok else "unhealthy", **detail}, default=str),
+            text=json.dumps({"status": status, **detail}, default=str),
             content_type="application/json",
         )
 

@@ -31,6 +31,12 @@ class KitMetrics:
         )
         self.heartbeats = Counter("hms_heartbeats", "Heartbeats published", registry=r)
         self.leader = Gauge("hms_lease_leader", "1 while this instance holds its lease", registry=r)
+        self.degraded = Gauge(
+            "hms_degraded",
+            "1 while a part of the service cannot do its work (the reason is the label)",
+            ["part"],
+            registry=r,
+        )
         self.messages = Counter(
             "hms_messages", "Messages handled by kit consumers", ["consumer", "outcome"], registry=r
         )

@@ -17,6 +17,7 @@ from hms_contracts import ServiceHeartbeat
 from hms_contracts.specs import LAPSE_AFTER_BEATS, SERVICE_REGISTRY, registry_key
 from nats.aio.client import Client
 
+from .health import Degradations
 from .metrics import KitMetrics
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,8 @@ log = logging.getLogger(__name__)
 __all__ = ["beat_forever", "deregister", "lapse_s", "registry_key"]
 
 _PREFIX = f"$KV.{SERVICE_REGISTRY.bucket}."
+#: the part of a service that reports JetStream writes failing
+JETSTREAM = "jetstream"
 
 
 def lapse_s(interval_s: float) -> int:
@@ -36,8 +39,13 @@ async def beat_forever(
     beat: Callable[[], ServiceHeartbeat],
     interval_s: float,
     metrics: KitMetrics | None = None,
+    degradations: Degradations | None = None,
 ) -> None:
-    """Announce the instance on its heartbeat subject and in the registry, every period."""
+    """Announce the instance on its heartbeat subject and in the registry, every period.
+
+    The registry write doubles as the service's JetStream probe: while it fails on a connected
+    client (a full disk, a wedged stream), the service is degraded with the reason.
+    """
     js = nc.jetstream()
     while True:
         try:
@@ -51,8 +59,13 @@ async def beat_forever(
             )
             if metrics is not None:
                 metrics.heartbeats.inc()
+            if degradations is not None:
+                degradations.clear(JETSTREAM)
         except Exception as exc:  # the bus is away: the entry's TTL tells the world
             log.warning("heartbeat failed: %s", exc)
+            if degradations is not None and nc.is_connected:
+                what = str(exc) or type(exc).__name__
+                degradations.report(JETSTREAM, f"cannot write to JetStream: {what}")
         await asyncio.sleep(interval_s)
 
 

@@ -34,6 +34,7 @@ from pydantic import ValidationError
 from .background import Background
 from .connection import ConnectionEvents, build_broker, connect_forever, nats_security
 from .errors import KitError
+from .health import Degradations
 from .http import HealthServer
 from .leadership import Leadership, Loop
 from .lease import Lease
@@ -93,6 +94,8 @@ class Service:
         self.health = HealthServer(self.metrics.registry, self._probe)
         self.ready = False
         self.draining = False
+        #: what this instance cannot do right now, by part (``/healthz`` shows every reason)
+        self.degradations = Degradations(self.metrics)
         self._background = Background(self.stop)
         self._resources = AsyncExitStack()
         self.leadership = (
@@ -208,7 +211,13 @@ class Service:
             # before the first heartbeat, so that it tells the truth about leadership
             await self.leadership.start(self.js)
         self._background.spawn(
-            beat_forever(self.nc, self.heartbeat, self.settings.heartbeat_interval_s, self.metrics)
+            beat_forever(
+                self.nc,
+                self.heartbeat,
+                self.settings.heartbeat_interval_s,
+                self.metrics,
+                self.degradations,
+            )
         )
         for loop in self.loops:
             self._background.spawn(loop(self))
@@ -235,6 +244,7 @@ class Service:
     def heartbeat(self) -> ServiceHeartbeat:
         now = datetime.now(UTC)
         ok, _ = self._probe()
+        health = "ok" if ok else ("degraded" if self._working() else "failing")
         return ServiceHeartbeat.create(
             occurred_at=now,
             namespace=SYSTEM_NAMESPACE,
@@ -242,7 +252,7 @@ class Service:
             version=self.version,
             instance_id=self.instance_id,
             started_at=self.started_at,
-            health="ok" if ok else "failing",
+            health=health,
             http_url=self.health.url,
             pid=os.getpid(),
             host=socket.gethostname(),
@@ -250,11 +260,18 @@ class Service:
             interval_s=self.settings.heartbeat_interval_s,
         )
 
-    def _probe(self) -> tuple[bool, dict[str, Any]]:
+    def _connected(self) -> bool:
         try:
-            connected = bool(self.broker.connection.is_connected)
+            return bool(self.broker.connection.is_connected)
         except Exception:  # not connected yet
-            connected = False
+            return False
+
+    def _working(self) -> bool:
+        """Up and running, if perhaps degraded."""
+        return self._connected() and self.ready and not self.draining
+
+    def _probe(self) -> tuple[bool, dict[str, Any]]:
+        connected = self._connected()
         detail: dict[str, Any] = {
             "service": self.name,
             "version": self.version,
@@ -265,7 +282,9 @@ class Service:
             "leader": self.leader,
             "uptime_s": round(time.monotonic() - self._started_mono, 3),
         }
-        return connected and self.ready and not self.draining, detail
+        if self.degradations:
+            detail["degraded"] = self.degradations.reasons
+        return self._working() and not self.degradations, detail
 
     async def run(self) -> None:
         """Run until SIGTERM or SIGINT, then drain and stop."""

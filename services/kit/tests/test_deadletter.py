@@ -25,6 +25,7 @@ from hms_kit import (
 from hms_kit import publish as publish_event
 from hms_kit.deadletter import REASON, SUBJECT
 from hms_testing import NatsHandle, ServiceLauncher, running, wait_until
+from hms_testing.deadletters import dead_letters
 from hms_testing.probe import (
     PROBE_RUNS,
     QUEUE,
@@ -35,7 +36,6 @@ from hms_testing.probe import (
     start_probe,
 )
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from pydantic import Field
 
@@ -76,22 +76,6 @@ class Poison:
         await js.publish(self.subject, self.not_an_item, headers={"Nats-Msg-Id": f"{self.ns}-p2"})
         for i in range(3):
             await publish_event(js, self.item(i))
-
-
-async def dead_letters(js: JetStreamContext, subject: str, expected: int) -> list[Msg]:
-    """The dead letters of ``subject``, oldest first (an ephemeral consumer on the DLQ)."""
-    sub = await js.pull_subscribe(subjects.dlq(subject), stream=specs.DLQ.name)
-    got: list[Msg] = []
-
-    async def enough() -> bool:
-        got.extend(await sub.fetch(expected - len(got), timeout=0.5))
-        return len(got) >= expected
-
-    try:
-        await wait_until(enough, timeout=10, message=f"{expected} dead letters of {subject}")
-    finally:
-        await sub.unsubscribe()
-    return got
 
 
 async def assert_poison_dead_lettered_and_termed(

@@ -34,29 +34,11 @@ from hms_kit.deadletter import REASON
 from hms_kit.subscribe import Handler, carried_events, durable_subscriber
 from hms_testing import NatsHandle, running, wait_until
 from hms_testing.plugin import connect
-from hms_testing.samples import all_events
+from hms_testing.samples import alert_firing, all_events
 from hms_testing.servers import open_nats
 from nats.js import JetStreamContext
 
 PASSWORD = "pw-incident"
-
-
-def alert(ns: str, value: float) -> AlertFiring:
-    return AlertFiring.create(
-        occurred_at=datetime.now(UTC),
-        namespace=ns,
-        rule_id="latency_p99",
-        metric="api.latency_p99",
-        fingerprint="a1b2c3d4e5f60718",
-        value=value,
-        operator=">",
-        threshold=1000.0,
-        severity="critical",
-        summary="p99 latency above 1000 ms for 5m",
-        labels={},
-        started_at=datetime(2026, 11, 24, 10, 0, tzinfo=UTC),
-        for_s=300.0,
-    )
 
 
 def resolved_of(firing: AlertFiring) -> AlertResolved:
@@ -123,14 +105,14 @@ async def test_durable_subscriber_routes_by_type_dead_letters_poison_and_acks_go
         async with running(service):
             poison_subject = subjects.ALERT.subject("usds_unemployment", "firing")
             await js.publish(poison_subject, b'{"value": "high"}', headers={"Nats-Msg-Id": "p1"})
-            good = alert("usds_unemployment", 1250.0)
+            good = alert_firing("usds_unemployment", 1250.0)
             await publish(js, good)
             await publish(js, good)  # a retry: JetStream dedupes it by its id
             resolved = resolved_of(good)
             await publish(js, resolved)
             await publish(js, breach("usds_unemployment"))
             # a valid alert of another namespace, on this namespace's subject
-            stray = alert("usds_unemployment_staging", 1300.0)
+            stray = alert_firing("usds_unemployment_staging", 1300.0)
             await js.publish(poison_subject, stray.model_dump_json().encode())
             await wait_until(lambda: len(handled) == 2, timeout=10, message="good alerts handled")
             dlq = await js.pull_subscribe(subjects.dlq(poison_subject), durable="t", stream="DLQ")

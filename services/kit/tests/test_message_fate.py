@@ -16,9 +16,10 @@ from hms_kit import publish as publish_event
 from hms_kit.deadletter import REASON
 from hms_kit.subscribe import durable_subscriber
 from hms_testing import NatsHandle, running, wait_until
+from hms_testing.deadletters import dead_letters
 from hms_testing.probe import ProbeItem
+from hms_testing.samples import alert_firing
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 NS = "usds_unemployment"
@@ -42,41 +43,8 @@ RUNS_FATE = specs.ConsumerSpec(
 )
 
 
-def firing(value: float = 1250.0) -> AlertFiring:
-    return AlertFiring.create(
-        occurred_at=datetime.now(UTC),
-        namespace=NS,
-        rule_id="latency_p99",
-        metric="api.latency_p99",
-        fingerprint="a1b2c3d4e5f60718",
-        value=value,
-        operator=">",
-        threshold=1000.0,
-        severity="critical",
-        summary="p99 latency above 1000 ms for 5m",
-        labels={},
-        started_at=datetime(2026, 11, 24, 10, 0, tzinfo=UTC),
-        for_s=300.0,
-    )
-
-
 def probe_item(i: int) -> ProbeItem:
     return ProbeItem(event_id=f"fate-{i}", occurred_at=datetime.now(UTC), namespace=NS, item=i)
-
-
-async def dead_letters(js: JetStreamContext, subject: str, expected: int) -> list[Msg]:
-    sub = await js.pull_subscribe(subjects.dlq(subject), stream=specs.DLQ.name)
-    got: list[Msg] = []
-
-    async def enough() -> bool:
-        got.extend(await sub.fetch(expected - len(got), timeout=0.3))
-        return len(got) >= expected
-
-    try:
-        await wait_until(enough, timeout=10, message=f"{expected} dead letters of {subject}")
-    finally:
-        await sub.unsubscribe()
-    return got
 
 
 async def dlq_count(js: JetStreamContext, subject: str) -> int:
@@ -110,7 +78,7 @@ async def test_handler_error_is_retried_with_backoff_and_dead_lettered_after_the
 
     durable_subscriber(router, ALERTS_FATE, {AlertFiring: on_firing}, service="incident-engine")
     async with running(alert_kit(nats_server, router)):
-        alert = firing()
+        alert = alert_firing()
         await publish_event(js, alert)
         (dead,) = await dead_letters(js, alert.subject(), 1)
         await wait_until(lambda: settled(js, ALERTS_FATE), timeout=5, message="settled")
@@ -139,7 +107,7 @@ async def test_retry_from_a_handler_redelivers_after_its_delay_without_dead_lett
 
     durable_subscriber(router, ALERTS_FATE, {AlertFiring: on_firing}, service="incident-engine")
     async with running(alert_kit(nats_server, router)):
-        alert = firing()
+        alert = alert_firing()
         await publish_event(js, alert)
         await wait_until(lambda: handled, timeout=5, message="handled on the second delivery")
         await wait_until(lambda: settled(js, ALERTS_FATE), timeout=5, message="settled")
@@ -161,7 +129,7 @@ async def test_reject_from_a_handler_dead_letters_at_once_with_its_reason(
 
     durable_subscriber(router, ALERTS_FATE, {AlertFiring: on_firing}, service="incident-engine")
     async with running(alert_kit(nats_server, router)):
-        alert = firing()
+        alert = alert_firing()
         await publish_event(js, alert)
         (dead,) = await dead_letters(js, alert.subject(), 1)
         await wait_until(lambda: settled(js, ALERTS_FATE), timeout=5, message="settled")

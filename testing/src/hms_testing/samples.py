@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import hms_contracts as ev
+from hms_contracts import AlertFiring
 from hms_contracts.bus import BusEvent
 
 NS = "usds_unemployment"
@@ -137,3 +138,22 @@ def all_events() -> list[BusEvent]:
         ),
         first_audit,
     ]
+
+
+def alert_firing(namespace: str = NS, value: float = 1250.0) -> AlertFiring:
+    """A p99 latency alert firing now (the reference scenario's rule)."""
+    return AlertFiring.create(
+        occurred_at=datetime.now(UTC),
+        namespace=namespace,
+        rule_id="latency_p99",
+        metric="api.latency_p99",
+        fingerprint="a1b2c3d4e5f60718",
+        value=value,
+        operator=">",
+        threshold=1000.0,
+        severity="critical",
+        summary="p99 latency above 1000 ms for 5m",
+        labels={},
+        started_at=datetime(2026, 11, 24, 10, 0, tzinfo=UTC),
+        for_s=300.0,
+    )

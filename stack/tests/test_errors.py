@@ -14,6 +14,8 @@ from pathlib import Path
 
 import nats
 import pytest
+from hms_contracts import AlertFiring, specs
+from hms_contracts.base import SYSTEM_NAMESPACE
 from hms_stack.natsserver import free_port
 from hms_testing import wait_for
 from hms_testing.stacks import start_stack, stop_stack, tmpfs
@@ -199,6 +201,17 @@ async def publish(url: str, password: str, count: int) -> None:
     await nc.close()
 
 
+async def last_alert(url: str, password: str) -> AlertFiring:
+    nc = await nats.connect(url, user="hms-admin", password=password)
+    try:
+        msg = await nc.jetstream().get_last_msg(
+            specs.ALERTS.name, AlertFiring.subject_pattern(SYSTEM_NAMESPACE)
+        )
+        return AlertFiring.model_validate_json(msg.data or b"")
+    finally:
+        await nc.close()
+
+
 @pytest.mark.slow
 def test_messages_lost_on_recovery_are_reported_loudly(tmp_path: Path) -> None:
     first = start_stack(tmp_path, name="first")
@@ -226,8 +239,11 @@ def test_messages_lost_on_recovery_are_reported_loudly(tmp_path: Path) -> None:
         assert "ERROR JetStream lost data on recovery: stream LOSS_TEST is back at sequence" in text
         assert "message(s) lost" in text
         assert any("LOSS_TEST" in line for line in second.info["data_loss"])
-        code, _ = second.status()
-        assert code == 1, "status fails while the stack reports lost data"
+        second.status()  # every status call says so
+        alert = asyncio.run(last_alert(second.info["nats_url"], creds["hms-admin"]))
+        assert alert.rule_id == "jetstream_data_lost"
+        assert alert.labels == {"stream": "LOSS_TEST"}
+        assert alert.value == 13
         assert "JetStream lost data on recovery: stream LOSS_TEST" in second.last_status_stderr
     finally:
         stop_stack(second)

@@ -17,7 +17,7 @@ from typing import Any, TextIO
 
 import nats
 from hms_contracts import specs, topology
-from hms_kit import provision
+from hms_kit import provision, publish
 from hms_kit.provision import provision_shared
 from hms_kit.settings import env_prefix
 from hms_ops.state import ADMIN_USER, StatePaths, read_stack_file
@@ -26,7 +26,7 @@ from nats.js import JetStreamContext
 
 from .errors import StackError
 from .launch import LauncherName, launcher
-from .ledger import StreamLedger
+from .ledger import StreamLedger, data_loss_alert
 from .leftovers import reap, record
 from .natsserver import NatsServer, free_port
 from .natswatch import NatsKeeper
@@ -55,6 +55,11 @@ class UpOptions:
     #: a service or nats-server that does not answer its /healthz (or, for nats-server, says
     #: JetStream is unhealthy) for this long is killed and restarted
     unhealthy_after_s: float = 3.0
+
+
+async def _connection_error(exc: Exception) -> None:
+    """One line, not nats-py's traceback: the watchdog restarting the server is expected."""
+    log.warning("admin connection: %s", exc or type(exc).__name__)
 
 
 def stack_server(
@@ -188,6 +193,7 @@ class Stack:
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.2,
             connect_timeout=2,
+            error_cb=_connection_error,
         )
         await provision_stack(self._admin.jetstream())
         await self._check_streams()
@@ -258,9 +264,14 @@ class Stack:
         except Exception as exc:
             log.warning("cannot read the streams' state: %s", exc)
             return
-        self.data_loss.extend(lost)
+        self.data_loss.extend(str(loss) for loss in lost)
         if lost:
             self._record()
+        for loss in lost:  # an alert like any other: the incident engine takes it from here
+            try:
+                await publish(self._admin.jetstream(), data_loss_alert(loss, datetime.now(UTC)))
+            except Exception as exc:
+                log.error("cannot raise the alert for %s: %s", loss, exc)
 
     async def _follow_streams(self) -> None:
         while True:  # how far each stream got, so that a later recovery can be checked

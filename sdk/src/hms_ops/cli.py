@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated
@@ -27,6 +28,14 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+
+@app.callback()
+def _commands() -> None:
+    """hms-ops: an operations control plane for public-sector services."""
+    # a group even when only the SDK's own commands are loaded (see main)
+
+
 console = Console()
 err = Console(stderr=True)
 
@@ -118,5 +127,9 @@ def _up_missing() -> None:
 
 
 def main() -> None:
-    _add_commands()
+    # a command of the SDK's own (``status``) does not pay for importing the stack's
+    asked = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+    own = {c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands}
+    if asked not in own:
+        _add_commands()
     app()

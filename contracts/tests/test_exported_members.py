@@ -18,6 +18,8 @@ def test_all_is_pinned() -> None:
         "AlertResolved",
         "AuditRecorded",
         "BusEvent",
+        "ConfigAction",
+        "ConfigChanged",
         "ContractError",
         "Event",
         "Health",

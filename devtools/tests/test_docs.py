@@ -66,7 +66,11 @@ def test_asyncapi_carries_the_jetstream_specs() -> None:
     jetstream = docs.asyncapi()["x-hms-jetstream"]
     assert [s["name"] for s in jetstream["streams"]][:2] == ["JOB_RUNS", "JOB_EVENTS"]
     assert {c["durable"] for c in jetstream["consumers"]} >= {"worker_pool"}
-    assert {b["bucket"] for b in jetstream["kv_buckets"]} == {"hms_leases", "hms_services"}
+    assert {b["bucket"] for b in jetstream["kv_buckets"]} == {
+        "hms_leases",
+        "hms_services",
+        "hms_config",
+    }
 
 
 def test_asyncapi_yaml_reads_back_as_the_same_data() -> None:

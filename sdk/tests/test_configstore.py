@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
+from hms_contracts import ConfigChanged, specs
 from hms_contracts.config import Alert, Metric, Playbook
-from hms_ops.configstore import ConfigStore
-from hms_ops.errors import InvalidObject
+from hms_kit import provision_shared
+from hms_ops.configstore import ConfigStore, Stored, publish_changes
+from hms_ops.errors import ConflictError, InvalidObject
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig
 
@@ -78,3 +82,62 @@ async def test_delete_removes_the_current_version_and_list_follows(store: Config
     assert (await store.delete(NS, "alert", "slow")).action == "deleted"
     assert (await store.delete(NS, "alert", "slow")).action == "unchanged"
     assert [s.key for s in await store.objects(NS)] == [f"{NS}.metric.api.latency_p99"]
+
+
+async def test_a_write_over_a_version_it_did_not_read_is_a_conflict_and_rolls_back(
+    store: ConfigStore,
+) -> None:
+    await store.apply([latency("ms")])
+    meanwhile = ConfigStore(store.kv, author="someone-else")
+    stale = await store._last(latency().key())
+    await meanwhile.apply([latency("s")])
+    with pytest.raises(ConflictError, match="changed by someone else"):
+        await store._write(latency().key(), b"{}", stale[1])
+    await store.apply([rule()])
+    store_plan = store._last
+
+    async def stale_plan(key: str) -> tuple[Stored | None, int]:  # read before the other write
+        found = await store_plan(key)
+        return (stale[0], stale[1]) if key == latency().key() else found
+
+    store._last = stale_plan  # type: ignore[method-assign]
+    play = Playbook(namespace=NS, name="rollback", steps=["notify oncall done"])  # type: ignore[arg-type]
+    with pytest.raises(ConflictError):
+        await store.apply([play, latency("h")])
+    assert await store.get(NS, "playbook", "rollback") is None
+    assert (await store.get(NS, "metric", "api.latency_p99")).object == latency("s")  # type: ignore[union-attr]
+
+
+async def test_every_write_that_stands_is_audited_once_with_its_revision(
+    js: JetStreamContext,
+) -> None:
+    kv = await js.create_key_value(KeyValueConfig(bucket="hms_config", history=16))
+    events: list[ConfigChanged] = []
+
+    async def record(changed: Sequence[ConfigChanged]) -> None:
+        events.extend(changed)
+
+    store = ConfigStore(kv, author="hms-admin", on_change=record)
+    await store.apply([latency(), rule()])
+    await store.apply([latency(), rule()])  # unchanged: nothing to audit
+    await store.delete(NS, "alert", "slow")
+    await store.apply([rule()])  # re-created: generation 1 again, a new revision
+    assert [(e.key, e.action, e.generation, e.revision) for e in events] == [
+        (f"{NS}.metric.api.latency_p99", "applied", 1, 1),
+        (f"{NS}.alert.slow", "applied", 1, 2),
+        (f"{NS}.alert.slow", "deleted", 1, 3),
+        (f"{NS}.alert.slow", "applied", 1, 4),
+    ]
+    assert len({e.event_id for e in events}) == 4
+    assert {e.author for e in events} == {"hms-admin"}
+
+
+async def test_published_changes_land_in_the_audit_stream(js: JetStreamContext) -> None:
+    await provision_shared(js)
+    kv = await js.key_value(specs.CONFIG.bucket)
+    store = ConfigStore(kv, author="hms-admin", on_change=publish_changes(js))
+    await store.apply([latency(), rule()])
+    msg = await js.get_last_msg(specs.CONFIG_CHANGES.name, f"ops.config.{NS}.alert")
+    event = ConfigChanged.model_validate_json(msg.data or b"")
+    assert (event.key, event.action, event.author) == (f"{NS}.alert.slow", "applied", "hms-admin")
+    assert (msg.headers or {})["Nats-Msg-Id"] == event.event_id

@@ -14,6 +14,7 @@ from typing import Any
 import nats
 import pytest
 from hms_contracts import ServiceHeartbeat, specs, subjects, topology
+from hms_contracts.config import Alert, ConfigEntry, ConfigObject, Metric, Playbook
 from hms_ops.state import ADMIN_USER, StatePaths, admin_connect
 from hms_stack.natsserver import NatsServer, free_port
 from hms_stack.stack import provision_stack, stack_server
@@ -24,6 +25,29 @@ from nats.js.errors import Error as JetStreamError
 
 VICTIM = "victim"  # the instance id of every seeded registry entry and lease holder
 DEAD_LETTER = "dlq.job.run.acme.seeded"
+
+
+def _config_entry(obj: ConfigObject) -> bytes:
+    document = {k: v for k, v in obj.document().items() if k != "kind"}
+    entry = ConfigEntry(
+        kind=obj.kind,
+        object=document,
+        generation=1,
+        author=ADMIN_USER,
+        written_at=datetime.now(UTC),
+    )
+    return entry.model_dump_json().encode()
+
+
+#: one object of every kind in namespace acme, by registry key
+CONFIG_SEED: dict[str, bytes] = {
+    o.key(): _config_entry(o)
+    for o in (
+        Metric(namespace="acme", name="api.latency_p99"),
+        Alert(namespace="acme", name="slow", metric="api.latency_p99", condition="> 1"),  # type: ignore[arg-type]
+        Playbook(namespace="acme", name="rollback", steps=["notify oncall done"]),  # type: ignore[arg-type]
+    )
+}
 
 
 @dataclass
@@ -66,6 +90,9 @@ async def seed(js: JetStreamContext) -> None:
     await renew_leases(js)
     await js.publish(DEAD_LETTER, b"poison", headers={"Nats-Msg-Id": "seeded-dead-letter"})
     await js.publish("ops.incident.acme.opened", b"{}", headers={"Nats-Msg-Id": "seeded-incident"})
+    config = await js.key_value(specs.CONFIG.bucket)
+    for key, body in CONFIG_SEED.items():
+        await config.put(key, body)
 
 
 async def renew_leases(js: JetStreamContext) -> None:

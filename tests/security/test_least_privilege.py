@@ -7,15 +7,18 @@ asserts the refusal and that no stream config, KV entry or consumer count change
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Awaitable, Callable
 
 import pytest
 from hms_contracts import specs, topology
+from hms_kit import ConfigWatcher
 from hms_kit.provision import stream_config
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 
-from .conftest import VICTIM, Attacker, heartbeat, snapshot
+from .conftest import CONFIG_SEED, VICTIM, Attacker, heartbeat, snapshot
 
 Attack = Callable[[Attacker], Awaitable[None]]
 
@@ -116,6 +119,61 @@ async def a_stream_it_may_not_read_is_read(a: Attacker) -> None:
     await a.refused(a.js.add_stream(copy), "create a stream that sources INCIDENTS")
 
 
+async def config_is_written(a: Attacker) -> None:
+    config = await a.js.key_value(specs.CONFIG.bucket)
+    for key, body in CONFIG_SEED.items():  # its own kinds too: services only read config
+        forged = body.replace(b"acme", b"forged")
+        await a.refused(config.put(key, forged), f"overwrite {key}")
+        await a.refused(config.create(key.replace("acme", "forged"), forged), "create config")
+        await a.refused(config.delete(key), f"delete {key}")
+        await a.refused(config.purge(key), f"purge {key}")
+
+
+def _reader(kind: str, name: str = "thief") -> js_api.ConsumerConfig:
+    return js_api.ConsumerConfig(
+        name=name,
+        filter_subject=specs.config_kind_subjects(kind),
+        ack_policy=js_api.AckPolicy.NONE,
+        inactive_threshold=300.0,
+    )
+
+
+async def config_of_kinds_it_does_not_follow_is_read(a: Attacker) -> None:
+    stream = specs.kv_stream(specs.CONFIG)
+    for key in CONFIG_SEED:
+        kind = key.split(".")[1]
+        if kind in a.svc.config_kinds:
+            continue
+        subject = specs.config_subject(key)
+        await a.refused(a.js.get_last_msg(stream, subject, direct=True), f"direct-get {key}")
+        await a.refused(a.js.get_last_msg(stream, subject), f"get {key} through the API")
+        await a.refused(a.js.add_consumer(stream, _reader(kind)), f"follow {kind} config")
+    # the whole bucket, through every other form of consumer create
+    everything = js_api.ConsumerConfig(name="thief", ack_policy=js_api.AckPolicy.NONE)
+    await a.refused(a.js.add_consumer(stream, everything), "follow the whole config bucket")
+    unnamed = js_api.ConsumerConfig(inactive_threshold=300.0, ack_policy=js_api.AckPolicy.NONE)
+    await a.refused(a.js.add_consumer(stream, unnamed), "create an unnamed config consumer")
+    durable = js_api.ConsumerConfig(durable_name="thief", ack_policy=js_api.AckPolicy.NONE)
+    await a.refused(a.js.add_consumer(stream, durable), "create a durable config consumer")
+    if a.svc.config_kinds:  # its own filter in the subject, another in the request
+        own = a.svc.config_kinds[0]
+        subject = f"$JS.API.CONSUMER.CREATE.{stream}.thief.{specs.config_kind_subjects(own)}"
+        body = {"stream_name": stream, "config": everything.as_dict()}
+        reply = await a.nc.request(subject, json.dumps(body).encode(), timeout=2)
+        assert "error" in json.loads(reply.data), "a filter unlike the subject's was accepted"
+
+
+async def config_is_delivered_into_another_stream(a: Attacker) -> None:
+    for kind in a.svc.config_kinds:  # a consumer it may create, pushing where it may not
+        pusher = _reader(kind, "pusher").evolve(
+            deliver_subject="ops.incident.acme.opened", inactive_threshold=0.5
+        )
+        await a.attempt(a.js.add_consumer(specs.kv_stream(specs.CONFIG), pusher))
+        # nothing listens on the deliver subject, so nothing is delivered into INCIDENTS; the
+        # consumer lapses as inactive (the snapshot compares consumer counts too)
+        await asyncio.sleep(1.5)
+
+
 ATTACKS: dict[str, Attack] = {
     f.__name__: f
     for f in (
@@ -130,6 +188,9 @@ ATTACKS: dict[str, Attack] = {
         consumers_pile_up_on_the_buckets,
         any_stream_is_edited,
         a_stream_it_may_not_read_is_read,
+        config_is_written,
+        config_of_kinds_it_does_not_follow_is_read,
+        config_is_delivered_into_another_stream,
     )
 }
 
@@ -149,7 +210,9 @@ def _instance(pattern: str) -> str:
     return pattern.replace("*", "acme").replace(">", "x")
 
 
-async def test_a_service_user_still_does_its_own_work(attacker: Attacker) -> None:
+async def test_a_service_user_still_does_its_own_work(
+    attacker: Attacker, admin_js: JetStreamContext
+) -> None:
     svc = attacker.svc
     registry = await attacker.js.key_value(specs.SERVICE_REGISTRY.bucket)
     key = specs.registry_key(svc.name, "own-work")
@@ -165,4 +228,15 @@ async def test_a_service_user_still_does_its_own_work(attacker: Attacker) -> Non
         assert await attacker.attempt(attacker.js.publish(dead, b"poison")) == "done", dead
     for stream in (*svc.streams, *(s.name for s in specs.SHARED_STREAMS)):
         assert await attacker.attempt(attacker.js.stream_info(stream)) == "done", stream
+    if svc.config_kinds:
+        watcher = ConfigWatcher(attacker.nc, svc.config_kinds)
+        await watcher.start()
+        try:
+            held = {o.kind for o in watcher.current.values()}
+            assert held == set(svc.config_kinds), "it follows exactly its own kinds"
+        finally:
+            await watcher.stop()
+            stream = specs.kv_stream(specs.CONFIG)  # its consumers would lapse only in 30 s
+            for info in await admin_js.consumers_info(stream):
+                await admin_js.delete_consumer(stream, info.name)
     assert attacker.violations == []

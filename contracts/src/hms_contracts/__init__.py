@@ -11,6 +11,7 @@ from .audit import GENESIS_HASH, AuditRecorded
 from .base import SYSTEM_NAMESPACE, Event, Namespace, deterministic_id
 from .bus import BusEvent
 from .catalogue import CATALOGUE, decode, event_for_subject
+from .configevents import ConfigAction, ConfigChanged
 from .errors import ContractError, SubjectError
 from .heartbeats import Health, ServiceHeartbeat
 from .incidents import (
@@ -41,6 +42,8 @@ __all__ = [
     "AlertResolved",
     "AuditRecorded",
     "BusEvent",
+    "ConfigAction",
+    "ConfigChanged",
     "ContractError",
     "Event",
     "Health",

@@ -10,6 +10,7 @@ from . import subjects
 from .alerts import AlertFiring, AlertResolved, SlaBreached
 from .audit import AuditRecorded
 from .bus import BusEvent
+from .configevents import ConfigChanged
 from .errors import SubjectError
 from .heartbeats import ServiceHeartbeat
 from .incidents import (
@@ -49,6 +50,7 @@ CATALOGUE: tuple[type[BusEvent], ...] = (
     RunDeadLettered,
     ScaleDecided,
     AuditRecorded,
+    ConfigChanged,
 )
 """Every event model on the bus, in documentation order."""
 

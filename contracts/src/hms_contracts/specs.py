@@ -137,6 +137,13 @@ DLQ = StreamSpec(
     max_age_s=30 * DAY,
     description="Messages no consumer could accept, with the reason in headers",
 )
+CONFIG_CHANGES = StreamSpec(
+    name="CONFIG_CHANGES",
+    subjects=(s.CONFIG.wildcard(),),
+    max_age_s=0,
+    discard="new",
+    description="Audit of the config registry: each object applied or deleted, by whom",
+)
 
 STREAMS: tuple[StreamSpec, ...] = (
     JOB_RUNS,
@@ -147,6 +154,7 @@ STREAMS: tuple[StreamSpec, ...] = (
     AUDIT,
     SCALE,
     DLQ,
+    CONFIG_CHANGES,
 )
 
 WORKER_RUNS = ConsumerSpec(
@@ -206,11 +214,22 @@ SERVICE_REGISTRY = KVSpec(
     ),
 )
 
-KV_BUCKETS: tuple[KVSpec, ...] = (LEASES, SERVICE_REGISTRY)
+CONFIG = KVSpec(
+    bucket="hms_config",
+    history=64,
+    max_value_size=256 * 1024,
+    description=(
+        "The config registry: every config object (metric, alert, playbook, ...) under "
+        "<namespace>.<kind>.<name>, each value a ConfigEntry (object, generation, author, time); "
+        "64 versions kept per key"
+    ),
+)
+
+KV_BUCKETS: tuple[KVSpec, ...] = (LEASES, SERVICE_REGISTRY, CONFIG)
 
 #: Streams no service owns: the stack's admin creates and configures them (``hms-ops up`` or
 #: ``hms-ops provision``), services only check that they exist. The KV buckets are shared too.
-SHARED_STREAMS: tuple[StreamSpec, ...] = (DLQ,)
+SHARED_STREAMS: tuple[StreamSpec, ...] = (DLQ, CONFIG_CHANGES)
 
 #: A heartbeat older than this many of its intervals is stale (the instance stopped beating).
 STALE_AFTER_BEATS = 3
@@ -229,6 +248,16 @@ def registry_key(service: str, instance_id: str) -> str:
 def lease_key(service: str) -> str:
     """Key of a singleton's lease: the service name (permissions allow only its own)."""
     return service
+
+
+def config_subject(key: str) -> str:
+    """The KV subject under which the config registry stores ``key``."""
+    return f"$KV.{CONFIG.bucket}.{key}"
+
+
+def config_kind_subjects(kind: str) -> str:
+    """The KV subjects of every object of one config kind, in every namespace."""
+    return config_subject(f"*.{kind}.>")
 
 
 def kv_stream(bucket: KVSpec) -> str:

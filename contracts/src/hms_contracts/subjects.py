@@ -60,6 +60,7 @@ JOB_EVENT = Family("job.event", 1)
 SCALE = Family("ops.scale", 1)
 AUDIT = Family("ops.audit", 1)
 HEARTBEAT = Family("ops.heartbeat", 1)
+CONFIG = Family("ops.config", 1)
 
 FAMILIES: tuple[Family, ...] = (
     METRIC,
@@ -72,6 +73,7 @@ FAMILIES: tuple[Family, ...] = (
     SCALE,
     AUDIT,
     HEARTBEAT,
+    CONFIG,
 )
 
 DLQ_PREFIX = "dlq"

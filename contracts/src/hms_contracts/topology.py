@@ -7,10 +7,11 @@ This is the single source for provisioning ownership and for the per-service NAT
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from . import specs
 from . import subjects as s
+from .config import KINDS
 
 
 class ServiceSpec(BaseModel):
@@ -25,6 +26,20 @@ class ServiceSpec(BaseModel):
     reads: tuple[str, ...] = Field(default=(), description="Streams it only inspects or reads")
     publishes: tuple[str, ...] = Field(default=(), description="Subjects it may publish")
     subscribes: tuple[str, ...] = Field(default=(), description="Core subjects it may subscribe")
+    config_kinds: tuple[str, ...] = Field(
+        default=(), description="Config kinds it follows in the registry (read only)"
+    )
+
+    @field_validator("config_kinds")
+    @classmethod
+    def _known_kinds(cls, kinds: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(kinds) - set(KINDS))
+        if unknown:
+            raise ValueError(
+                f"config_kinds: {', '.join(unknown)} not a config kind; "
+                f"known: {', '.join(sorted(KINDS))}"
+            )
+        return kinds
 
     @property
     def module(self) -> str:
@@ -43,7 +58,8 @@ class ServiceSpec(BaseModel):
         """Subjects it consumes (its durables' filters, its core subscriptions): the only
         subjects whose dead letters it may publish."""
         filters = (f for c in self.owned_consumers() for f in c.filter_subjects)
-        return tuple(dict.fromkeys((*filters, *self.subscribes)))
+        config = (specs.config_kind_subjects(k) for k in self.config_kinds)
+        return tuple(dict.fromkeys((*filters, *self.subscribes, *config)))
 
 
 SERVICES: tuple[ServiceSpec, ...] = (
@@ -74,6 +90,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
         singleton=False,
         streams=("METRICS",),
         publishes=(s.METRIC.wildcard(),),
+        config_kinds=("metric",),
     ),
     ServiceSpec(
         name="evaluator",
@@ -82,6 +99,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
         consumers=("evaluator_metrics", "evaluator_jobs"),
         reads=("METRICS", "JOB_EVENTS"),
         publishes=(s.ALERT.wildcard(), s.SLA_BREACH.wildcard()),
+        config_kinds=("alert",),
     ),
     ServiceSpec(
         name="incident-engine",
@@ -90,6 +108,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
         consumers=("incident_engine_alerts",),
         reads=("ALERTS",),
         publishes=(s.INCIDENT.wildcard(), s.INCIDENT_CLOSED.wildcard(), s.AUDIT.wildcard()),
+        config_kinds=("playbook", "alert"),
     ),
     ServiceSpec(
         name="console",
@@ -152,6 +171,23 @@ def _own_keys_api(bucket: specs.KVSpec, keys: str) -> list[str]:
     return [subject, f"$JS.API.DIRECT.GET.{specs.kv_stream(bucket)}.{subject}"]
 
 
+def _config_read_api(kind: str) -> list[str]:
+    """Follow one config kind: direct gets of its keys, and consumers filtered to them.
+
+    Consumers must be created with the filtered form of the create subject
+    (``$JS.API.CONSUMER.CREATE.<stream>.<name>.<filter>``): the server refuses a request whose
+    filter differs from the subject's, so the permission bounds what the consumer reads. No
+    other create form, no consumer listing and no deletion (a watcher's consumer lapses when
+    its subscription goes).
+    """
+    stream = specs.kv_stream(specs.CONFIG)
+    keys = specs.config_kind_subjects(kind)
+    return [
+        f"$JS.API.DIRECT.GET.{stream}.{keys}",
+        f"$JS.API.CONSUMER.CREATE.{stream}.*.{keys}",
+    ]
+
+
 def nats_permissions(svc: ServiceSpec) -> dict[str, dict[str, list[str]]]:
     """Least-privilege NATS permissions for one service's user.
 
@@ -159,7 +195,8 @@ def nats_permissions(svc: ServiceSpec) -> dict[str, dict[str, list[str]]]:
     consumes; use the JetStream API only for the streams and consumers it owns (create, never
     update) or reads; check that the shared streams and buckets exist (the stack's admin
     creates and configures them); write and read back only its own registry entries and its
-    own lease; and receive replies only on its own inbox prefix.
+    own lease; follow (never write) the config kinds it owns; and receive replies only on its
+    own inbox prefix.
     """
     publish: list[str] = ["$JS.API.INFO", *svc.publishes, s.heartbeat(svc.name)]
     publish += [s.dlq(subject) for subject in svc.consumed_subjects()]
@@ -177,6 +214,8 @@ def nats_permissions(svc: ServiceSpec) -> dict[str, dict[str, list[str]]]:
     publish += _own_keys_api(specs.SERVICE_REGISTRY, specs.registry_key(svc.name, ">"))
     if svc.singleton:
         publish += _own_keys_api(specs.LEASES, specs.lease_key(svc.name))
+    for kind in svc.config_kinds:
+        publish += _config_read_api(kind)
     subscribe = [f"{s.inbox_prefix(svc.name)}.>", *svc.subscribes]
     return {
         "publish": {"allow": sorted(dict.fromkeys(publish))},

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .applycli import register as register_registry_commands
 from .errors import StackError
 from .state import StatePaths, default_state_dir
 from .status import as_json, collect_status, problems, stack_problems
@@ -104,6 +105,9 @@ def status(
     for line in wrong:
         err.print(f"[red]not ok:[/] {line}")
     raise typer.Exit(1 if wrong else 0)
+
+
+register_registry_commands(app, state_paths)
 
 
 def _add_commands() -> None:

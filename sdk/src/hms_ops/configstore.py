@@ -8,19 +8,29 @@ each other, and applying an unchanged object writes nothing.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
-from hms_contracts.config import ConfigEntry, ConfigObject, config_key
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from hms_contracts import ConfigChanged
+from hms_contracts.config import ConfigEntry, ConfigObject, config_key, split_key
+from nats.js import JetStreamContext
+from nats.js.errors import BadRequestError, KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 
 from .errors import ConflictError, InvalidObject
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: requests to the server in flight at once (pipelined: one round trip each, acks together)
+_IN_FLIGHT = 256
+#: JetStream's error code for a compare-and-swap write whose expected revision is stale
+_WRONG_LAST_SEQUENCE = 10071
 
 Action = Literal["created", "updated", "unchanged", "deleted"]
 
@@ -45,14 +55,65 @@ class Change:
     key: str
     action: Action
     generation: int
+    revision: int = 0  # the KV revision written (0 when nothing was)
+
+    def event(self, author: str, at: datetime | None = None) -> ConfigChanged | None:
+        """The audit event of this change, or None when nothing was written."""
+        if self.action == "unchanged":
+            return None
+        namespace, kind, name = split_key(self.key)
+        return ConfigChanged.create(
+            namespace=namespace,
+            occurred_at=at or datetime.now(UTC),
+            key=self.key,
+            kind=kind,
+            name=name,
+            action="deleted" if self.action == "deleted" else "applied",
+            generation=self.generation,
+            revision=self.revision,
+            author=author,
+        )
+
+
+ChangeHook = Callable[[Sequence[ConfigChanged]], Awaitable[None]]
+"""Told the audit events of every write that stayed (after an apply or a delete)."""
+
+
+def publish_changes(js: JetStreamContext) -> ChangeHook:
+    """A hook that publishes each change on ``ops.config.<ns>.<kind>`` (stream
+    CONFIG_CHANGES) with its deterministic id, acks awaited together."""
+
+    async def publish(events: Sequence[ConfigChanged]) -> None:
+        sends = [
+            js.publish(
+                e.subject(), e.model_dump_json().encode(), headers={"Nats-Msg-Id": e.event_id}
+            )
+            for e in events
+        ]
+        await asyncio.gather(*sends)
+
+    return publish
 
 
 class ConfigStore:
-    """The registry as seen by one author (a NATS user)."""
+    """The registry as seen by one author (a NATS user).
 
-    def __init__(self, kv: KeyValue, author: str) -> None:
+    ``on_change`` (e.g. :func:`publish_changes`) is told the audit events of the writes once
+    they stand: an apply that rolled back reports nothing.
+    """
+
+    def __init__(self, kv: KeyValue, author: str, *, on_change: ChangeHook | None = None) -> None:
         self.kv = kv
         self.author = author
+        self.on_change = on_change
+
+    async def _report(self, changes: Sequence[Change]) -> None:
+        if self.on_change is None:
+            return
+        now = datetime.now(UTC)
+        events = [e for e in (c.event(self.author, now) for c in changes) if e is not None]
+        if events:
+            await self.on_change(events)
 
     async def get(self, namespace: str, kind: str, name: str) -> Stored | None:
         """The current version of an object, or None."""
@@ -87,52 +148,88 @@ class ConfigStore:
     async def apply(self, objects: Sequence[ConfigObject]) -> list[Change]:
         """Write every object that changed; all of them or, on a failure, none.
 
-        The objects are already valid (they are models). A key given twice is refused. When a
-        write fails (a conflict, a lost connection), the writes before it are rolled back to
-        the versions they replaced.
+        The objects are already valid (they are models). A key given twice is refused. Writes
+        are compare-and-swap on each key's last revision and pipelined (acks awaited
+        together); when any fails (a conflict, a lost connection), those that succeeded are
+        rolled back to the versions they replaced.
         """
         keys = [o.key() for o in objects]
         if len(set(keys)) != len(keys):
             dupes = sorted({k for k in keys if keys.count(k) > 1})
             raise InvalidObject(f"the same object is given more than once: {', '.join(dupes)}")
-        plan = [(obj, await self._get(obj.key())) for obj in objects]
+        found = await self._gather([self._last(key) for key in keys])
         changes: list[Change] = []
-        undo: list[tuple[str, Stored | None, int]] = []
-        try:
-            for obj, current in plan:
-                document = obj.document()
-                body = {k: v for k, v in document.items() if k != "kind"}
-                if current is not None and current.entry.object == body:
-                    changes.append(Change(obj.key(), "unchanged", current.entry.generation))
-                    continue
-                generation = 1 if current is None else current.entry.generation + 1
-                entry = ConfigEntry(
-                    kind=obj.kind,
-                    object=body,
-                    generation=generation,
-                    author=self.author,
-                    written_at=datetime.now(UTC),
-                )
-                revision = await self._write(obj.key(), entry, current)
-                undo.append((obj.key(), current, revision))
-                changes.append(
-                    Change(obj.key(), "created" if current is None else "updated", generation)
-                )
-        except BaseException:
+        writes: list[tuple[int, str, bytes, int]] = []  # change index, key, value, last
+        now = datetime.now(UTC)
+        for obj, (current, last) in zip(objects, found, strict=True):
+            body = {k: v for k, v in obj.document().items() if k != "kind"}
+            if current is not None and current.entry.object == body:
+                changes.append(Change(obj.key(), "unchanged", current.entry.generation))
+                continue
+            generation = 1 if current is None else current.entry.generation + 1
+            entry = ConfigEntry(
+                kind=obj.kind,
+                object=body,
+                generation=generation,
+                author=self.author,
+                written_at=now,
+            )
+            writes.append((len(changes), obj.key(), entry.model_dump_json().encode(), last))
+            action: Action = "created" if current is None else "updated"
+            changes.append(Change(obj.key(), action, generation))
+        results = await self._gather(
+            [self._write(key, data, last) for _, key, data, last in writes], settle=True
+        )
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            undo = [
+                (key, found[keys.index(key)][0], r)
+                for (_, key, _, _), r in zip(writes, results, strict=True)
+                if isinstance(r, int)
+            ]
             await self._roll_back(undo)
-            raise
+            raise failures[0]
+        for (index, _, _, _), revision in zip(writes, results, strict=True):
+            c = changes[index]
+            changes[index] = Change(c.key, c.action, c.generation, int(revision))
+        await self._report(changes)
         return changes
 
-    async def _write(self, key: str, entry: ConfigEntry, current: Stored | None) -> int:
-        data = entry.model_dump_json().encode()
+    async def _gather(self, work: list[Awaitable[T]], *, settle: bool = False) -> list[Any]:
+        """Run requests a bounded number at a time (each is a round trip to the server)."""
+        limit = asyncio.Semaphore(_IN_FLIGHT)
+
+        async def one(w: Awaitable[T]) -> T:
+            async with limit:
+                return await w
+
+        return await asyncio.gather(*(one(w) for w in work), return_exceptions=settle)
+
+    async def _last(self, key: str) -> tuple[Stored | None, int]:
+        """The current version (None when absent or deleted) and the key's last revision,
+        which a compare-and-swap write names (a deletion leaves a marker with its own)."""
         try:
-            if current is None:
-                return await self.kv.create(key, data)
-            return await self.kv.update(key, data, last=current.revision)
-        except KeyWrongLastSequenceError:
-            raise ConflictError(
-                f"{key} was changed by someone else meanwhile; read it again and re-apply"
-            ) from None
+            found = await self.kv.get(key)
+        except KeyNotFoundError as exc:
+            marker = getattr(exc, "entry", None)
+            return None, (marker.revision or 0) if marker is not None else 0
+        if found.value is None or found.revision is None:
+            return None, found.revision or 0
+        return Stored(key, ConfigEntry.model_validate_json(found.value), found.revision), (
+            found.revision
+        )
+
+    async def _write(self, key: str, data: bytes, last: int) -> int:
+        headers = {"Nats-Expected-Last-Subject-Sequence": str(last)}
+        try:
+            ack = await self.kv._js.publish(self.kv._pre + key, data, headers=headers)
+        except BadRequestError as exc:
+            if exc.err_code == _WRONG_LAST_SEQUENCE:
+                raise ConflictError(
+                    f"{key} was changed by someone else meanwhile; read it again and re-apply"
+                ) from None
+            raise
+        return ack.seq
 
     async def _roll_back(self, undo: list[tuple[str, Stored | None, int]]) -> None:
         for key, previous, revision in reversed(undo):
@@ -151,11 +248,19 @@ class ConfigStore:
         current = await self._get(key)
         if current is None:
             return Change(key, "unchanged", 0)
+        headers = {
+            "KV-Operation": "DEL",
+            "Nats-Expected-Last-Subject-Sequence": str(current.revision),
+        }
         try:
-            await self.kv.delete(key, last=current.revision)
-        except KeyWrongLastSequenceError:
-            raise ConflictError(f"{key} was changed by someone else meanwhile") from None
-        return Change(key, "deleted", current.entry.generation)
+            ack = await self.kv._js.publish(self.kv._pre + key, b"", headers=headers)
+        except BadRequestError as exc:
+            if exc.err_code == _WRONG_LAST_SEQUENCE:
+                raise ConflictError(f"{key} was changed by someone else meanwhile") from None
+            raise
+        change = Change(key, "deleted", current.entry.generation, ack.seq)
+        await self._report([change])
+        return change
 
     async def history(self, namespace: str, kind: str, name: str) -> list[Stored]:
         """Every version the bucket still keeps, oldest first (deletions left out)."""

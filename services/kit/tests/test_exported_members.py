@@ -9,6 +9,7 @@ def test_kit_exports_exactly_its_public_names() -> None:
     assert sorted(hms_kit.__all__) == [
         "BatchConsumer",
         "Clock",
+        "ConfigWatcher",
         "Delivery",
         "DriftError",
         "FakeClock",

@@ -137,6 +137,17 @@ def all_events() -> list[BusEvent]:
             reason="depth 4200 > 500 per worker",
         ),
         first_audit,
+        ev.ConfigChanged.create(
+            namespace=NS,
+            occurred_at=T0,
+            key=f"{NS}.alert.slow",
+            kind="alert",
+            name="slow",
+            action="applied",
+            generation=2,
+            revision=17,
+            author="hms-admin",
+        ),
     ]
 
 

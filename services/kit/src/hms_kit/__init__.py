@@ -1,6 +1,7 @@
 """hms-ops service kit: what every service process needs, in one place."""
 
 from .clock import Clock, FakeClock, SystemClock
+from .configwatch import ConfigWatcher
 from .consumer import BatchConsumer, Delivery
 from .deadletter import dead_letter, describe_error
 from .errors import DriftError, KitError, ProvisioningError, SubscriberError
@@ -17,6 +18,7 @@ from .subscribe import durable_subscriber
 __all__ = [
     "BatchConsumer",
     "Clock",
+    "ConfigWatcher",
     "Delivery",
     "DriftError",
     "FakeClock",

@@ -14,7 +14,9 @@ HealthProbe = Callable[[], tuple[bool, dict[str, Any]]]
 
 
 class HealthServer:
-    """Serves ``/healthz`` (200 when healthy, 503 otherwise) and ``/metrics``."""
+    """Serves ``/healthz`` (200 when healthy, also when degraded; 503 otherwise) and
+    ``/metrics``. A probe's ``degraded`` detail (reasons by component) makes the status
+    ``degraded``: the service works, with reduced ability."""
 
     def __init__(self, registry: CollectorRegistry, probe: HealthProbe) -> None:
         self.registry = registry
@@ -29,7 +31,8 @@ class HealthServer:
 
     async def _healthz(self, _: web.Request) -> web.Response:
         ok, detail = self.probe()
-        status = "ok" if ok else ("degraded" if detail.get("degraded") else "unhealthy")
+        # degraded: some part works with reduced ability (200) or not at all (503)
+        status = "degraded" if detail.get("degraded") else ("ok" if ok else "unhealthy")
         return web.Response(
             status=200 if ok else 503,
             text=json.dumps({"status": status, **detail}, default=str),

@@ -37,6 +37,15 @@ class KitMetrics:
             ["part"],
             registry=r,
         )
+        self.config_rejected = Counter(
+            "hms_config_rejected",
+            "Config entries refused by validation (the last good version was kept)",
+            ["kind"],
+            registry=r,
+        )
+        self.config_unreadable = Gauge(
+            "hms_config_unreadable", "Config entries currently unreadable", registry=r
+        )
         self.messages = Counter(
             "hms_messages", "Messages handled by kit consumers", ["consumer", "outcome"], registry=r
         )

@@ -65,7 +65,7 @@ async def beat_forever(
             log.warning("heartbeat failed: %s", exc)
             if degradations is not None and nc.is_connected:
                 what = str(exc) or type(exc).__name__
-                degradations.report(JETSTREAM, f"cannot write to JetStream: {what}")
+                degradations.report(JETSTREAM, f"cannot write to JetStream: {what}", ready=False)
         await asyncio.sleep(interval_s)
 
 

@@ -32,6 +32,7 @@ from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 
 from .background import Background
+from .configwatch import ConfigWatcher
 from .connection import ConnectionEvents, build_broker, connect_forever, nats_security
 from .errors import KitError
 from .health import Degradations
@@ -75,6 +76,7 @@ class Service:
         leader_loops: Sequence[Loop] = (),
         lease_bucket: specs.KVSpec = specs.LEASES,
         consumers: tuple[specs.ConsumerSpec, ...] | None = None,
+        config_kinds: Sequence[str] | None = None,
     ) -> None:
         self.spec = topology.service(name)
         self.name = name
@@ -87,6 +89,16 @@ class Service:
         self.metrics.info.info({"service": name, "version": version, "instance": self.instance_id})
         #: durable consumers this process provisions (default: those its topology entry owns)
         self.consumers = self.spec.owned_consumers() if consumers is None else consumers
+        #: config kinds it follows (default: those its topology entry may read)
+        kinds = self.spec.config_kinds if config_kinds is None else tuple(config_kinds)
+        foreign_kinds = sorted(set(kinds) - set(self.spec.config_kinds))
+        if foreign_kinds:
+            raise KitError(
+                f"{name} may not follow config kind(s) {', '.join(foreign_kinds)}; its topology "
+                f"entry allows {', '.join(self.spec.config_kinds) or 'none'}"
+            )
+        self.config_kinds = kinds
+        self._config: ConfigWatcher | None = None
         self.resources = resources
         self.lease_bucket = lease_bucket
         self.loops = tuple(loops)
@@ -158,6 +170,23 @@ class Service:
         lost."""
         return None if self.leadership is None else self.leadership.lease
 
+    @property
+    def config(self) -> ConfigWatcher:
+        """The config objects of the kinds this service follows, current (from startup on).
+        Handlers receive it by injection too: ``config: Annotated[ConfigWatcher,
+        Context("config")]``."""
+        if self._config is None:
+            raise KitError(f"{self.name} follows no config kinds, or has not started yet")
+        return self._config
+
+    def report_degraded(self, component: str, reason: str | None) -> None:
+        """Say that ``component`` works with reduced ability (None: it recovered). The service
+        stays up and ready; ``/healthz`` and heartbeats say ``degraded`` with the reasons."""
+        if reason is None:
+            self.degradations.clear(component)
+        else:
+            self.degradations.report(component, reason)
+
     def stop(self) -> None:
         """Ask the service to drain and stop (as SIGTERM does)."""
         self.app.exit()
@@ -175,11 +204,24 @@ class Service:
         owned = self.spec.owned_streams()
         shared = {s.name for s in specs.SHARED_STREAMS}
         shared |= {specs.kv_stream(b) for b in (specs.SERVICE_REGISTRY, self.lease_bucket)}
+        if self.config_kinds:
+            shared.add(specs.kv_stream(specs.CONFIG))
         foreign = {c.stream for c in self.consumers} - {s.name for s in owned}
         await self._await_streams(foreign | shared)
         outcomes = await provision(self.js, streams=owned, consumers=self.consumers)
         created = [k for k, v in outcomes.items() if v != "unchanged"]
         log.info("provisioned %d objects (%s new)", len(outcomes), ", ".join(created) or "none")
+        if self.config_kinds:
+            self._config = ConfigWatcher(
+                self.nc,
+                self.config_kinds,
+                metrics=self.metrics,
+                on_degraded=lambda reason: self.report_degraded("config", reason),
+            )
+            await self._config.start()
+            self._resources.push_async_callback(self._config.stop)
+            self.broker.context.set_global("config", self._config)
+            log.info("following config kinds %s", ", ".join(self.config_kinds))
         opened = await self._resources.enter_async_context(self.resources(self))
         for name, resource in opened.items():
             self.broker.context.set_global(name, resource)
@@ -243,8 +285,7 @@ class Service:
 
     def heartbeat(self) -> ServiceHeartbeat:
         now = datetime.now(UTC)
-        ok, _ = self._probe()
-        health = "ok" if ok else ("degraded" if self._working() else "failing")
+        health = "failing" if not self._working() else ("degraded" if self.degradations else "ok")
         return ServiceHeartbeat.create(
             occurred_at=now,
             namespace=SYSTEM_NAMESPACE,
@@ -284,7 +325,7 @@ class Service:
         }
         if self.degradations:
             detail["degraded"] = self.degradations.reasons
-        return self._working() and not self.degradations, detail
+        return self._working() and not self.degradations.blocking, detail
 
     async def run(self) -> None:
         """Run until SIGTERM or SIGINT, then drain and stop."""

@@ -138,6 +138,15 @@ DLQ = StreamSpec(
     description="Messages no consumer could accept, with the reason in headers",
 )
 
+EVENTS = StreamSpec(
+    name="EVENTS",
+    subjects=(s.EVENT.wildcard(),),
+    max_age_s=30 * DAY,
+    max_bytes=1024 * 1024 * 1024,
+    max_msg_size=64 * 1024,
+    description="Agency systems' own events (noc.publish), per namespace",
+)
+
 STREAMS: tuple[StreamSpec, ...] = (
     JOB_RUNS,
     JOB_EVENTS,
@@ -147,6 +156,7 @@ STREAMS: tuple[StreamSpec, ...] = (
     AUDIT,
     SCALE,
     DLQ,
+    EVENTS,
 )
 
 WORKER_RUNS = ConsumerSpec(
@@ -210,7 +220,7 @@ KV_BUCKETS: tuple[KVSpec, ...] = (LEASES, SERVICE_REGISTRY)
 
 #: Streams no service owns: the stack's admin creates and configures them (``hms-ops up`` or
 #: ``hms-ops provision``), services only check that they exist. The KV buckets are shared too.
-SHARED_STREAMS: tuple[StreamSpec, ...] = (DLQ,)
+SHARED_STREAMS: tuple[StreamSpec, ...] = (DLQ, EVENTS)
 
 #: A heartbeat older than this many of its intervals is stale (the instance stopped beating).
 STALE_AFTER_BEATS = 3

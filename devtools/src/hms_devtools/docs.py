@@ -31,6 +31,7 @@ _PARAM_DOCS = {
     "queue": "Work queue of the run",
     "pool": "Worker pool being scaled",
     "service": "Service name with '-' replaced by '_'",
+    "name": "Event name chosen by the agency system",
 }
 
 
@@ -66,6 +67,7 @@ def _channel(family: Family) -> dict[str, Any]:
             subjects.JOB_RUN: "queue",
             subjects.SCALE: "pool",
             subjects.HEARTBEAT: "service",
+            subjects.EVENT: "name",
         }[family]
         address += f".{{{name}}}"
         params[name] = {"description": _PARAM_DOCS[name]}

@@ -136,4 +136,11 @@ def all_events() -> list[BusEvent]:
             reason="depth 4200 > 500 per worker",
         ),
         first_audit,
+        ev.AgencyEvent.create(
+            namespace=NS,
+            occurred_at=T0,
+            name="deploy_finished",
+            key="deploy-42",
+            payload={"version": "1.4.2", "canary": True},
+        ),
     ]

@@ -17,11 +17,14 @@ from hms_contracts import ServiceHeartbeat, specs, subjects, topology
 from hms_ops.state import ADMIN_USER, StatePaths, admin_connect
 from hms_stack.natsserver import NatsServer, free_port
 from hms_stack.stack import provision_stack, stack_server
+from hms_stack import namespaces
 from hms_stack.state import load_credentials
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig
 from nats.js.errors import Error as JetStreamError
 
+CLIENT_NS, CLIENT_DURABLE = "usds_unemployment", "my-app"  # a namespace client of the stack
 VICTIM = "victim"  # the instance id of every seeded registry entry and lease holder
 DEAD_LETTER = "dlq.job.run.acme.seeded"
 
@@ -66,6 +69,8 @@ async def seed(js: JetStreamContext) -> None:
     await renew_leases(js)
     await js.publish(DEAD_LETTER, b"poison", headers={"Nats-Msg-Id": "seeded-dead-letter"})
     await js.publish("ops.incident.acme.opened", b"{}", headers={"Nats-Msg-Id": "seeded-incident"})
+    config = await js.key_value(topology.CONFIG_BUCKET)
+    await config.put("acme.metric.api.latency_p99", b"{}")
 
 
 async def renew_leases(js: JetStreamContext) -> None:
@@ -149,6 +154,7 @@ def secured_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredS
     paths = StatePaths(Path(tmp_path_factory.mktemp("secured")) / "state")
     paths.make()
     creds = load_credentials(paths)
+    namespaces.create(paths, CLIENT_NS, durables=(CLIENT_DURABLE,))
     server = stack_server(paths, creds, "127.0.0.1", free_port())
     server.start()
     stack = SecuredStack(paths, server, creds)
@@ -157,6 +163,9 @@ def secured_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredS
         nc = await stack.admin()
         try:
             await provision_stack(nc.jetstream())
+            await nc.jetstream().create_key_value(  # the registry's bucket, until it provisions it
+                KeyValueConfig(bucket=topology.CONFIG_BUCKET, history=16, direct=True)
+            )
             await seed(nc.jetstream())
         finally:
             await nc.close()

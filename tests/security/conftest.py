@@ -15,9 +15,9 @@ import nats
 import pytest
 from hms_contracts import ServiceHeartbeat, specs, subjects, topology
 from hms_ops.state import ADMIN_USER, StatePaths, admin_connect
+from hms_stack import namespaces
 from hms_stack.natsserver import NatsServer, free_port
 from hms_stack.stack import provision_stack, stack_server
-from hms_stack import namespaces
 from hms_stack.state import load_credentials
 from nats.aio.client import Client
 from nats.js import JetStreamContext

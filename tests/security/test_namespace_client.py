@@ -73,8 +73,8 @@ async def another_namespaces_config_is_read_or_written(a: Attacker) -> None:
 
 async def streams_are_listed_or_inspected(a: Attacker) -> None:
     await a.refused(a.js.streams_info(), "list the streams")
-    for spec in (*specs.STREAMS, specs.SERVICE_REGISTRY, specs.LEASES):
-        name = spec.name if isinstance(spec, specs.StreamSpec) else specs.kv_stream(spec)
+    buckets = [specs.kv_stream(b) for b in specs.KV_BUCKETS]
+    for name in (*(s.name for s in specs.STREAMS), *buckets):
         await a.refused(a.js.stream_info(name, subjects_filter=">"), f"list {name}'s subjects")
         await a.refused(a.js.get_msg(name, seq=1, direct=True), f"direct-get from {name}")
     await a.refused(a.js.stream_info(KV_STREAM, subjects_filter=">"), "list every config key")

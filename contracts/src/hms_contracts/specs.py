@@ -142,7 +142,6 @@ EVENTS = StreamSpec(
     name="EVENTS",
     subjects=(s.EVENT.wildcard(),),
     max_age_s=30 * DAY,
-    max_bytes=1024 * 1024 * 1024,
     max_msg_size=64 * 1024,
     description="Agency systems' own events (noc.publish), per namespace",
 )

@@ -25,7 +25,7 @@ lint:
 
 [doc("mypy --strict with the pydantic plugin over every package, its tests and the benchmarks")]
 typecheck:
-    uv run mypy contracts sdk stack services testing devtools bench tests conftest.py
+    uv run mypy contracts sdk stack services testing devtools bench tests examples conftest.py
 
 [doc("Benchmarks: one JSON object per line, raw NATS baselines measured in the same run")]
 bench *args:

@@ -43,3 +43,7 @@ def test_bench_prints_baselines_and_kit_figures_beside_them_as_json_lines() -> N
     for record in kit:
         assert record["baseline"] > 0
         assert record["ratio"] == pytest.approx(record["value"] / record["baseline"], rel=0.01)
+    sdk = [r for r in records if r["bench"] == "sdk"]
+    assert [r["metric"] for r in sdk] == ["push_samples"]
+    assert sdk[0]["unit"] == "samples/s"
+    assert sdk[0]["baseline"] > 0

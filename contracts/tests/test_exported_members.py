@@ -14,6 +14,7 @@ def test_all_is_pinned() -> None:
         "CATALOGUE",
         "GENESIS_HASH",
         "SYSTEM_NAMESPACE",
+        "AgencyEvent",
         "AlertFiring",
         "AlertResolved",
         "AuditRecorded",

@@ -1,4 +1,4 @@
-"""The SDK's public surface is deliberate (the client API arrives with its own issue)."""
+"""The SDK's public surface is deliberate: the client, its declarations and its errors."""
 
 from __future__ import annotations
 
@@ -7,7 +7,20 @@ from hms_ops import errors
 
 
 def test_sdk_exports_exactly_its_public_names() -> None:
-    assert hms_ops.__all__ == ["__version__"]
+    assert hms_ops.__all__ == [
+        "NOC",
+        "Alert",
+        "AsyncNOC",
+        "ConflictError",
+        "ConnectError",
+        "HmsOpsError",
+        "InvalidObject",
+        "Metric",
+        "PermissionDenied",
+        "Playbook",
+        "StackError",
+        "__version__",
+    ]
 
 
 def test_sdk_errors_form_one_hierarchy_with_one_line_docstrings() -> None:

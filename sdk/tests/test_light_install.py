@@ -28,7 +28,13 @@ def _loaded_after(
 
 @pytest.mark.parametrize(
     "statement",
-    ["import hms_ops", "import hms_ops.status", "import hms_ops.registry", "import hms_ops.cli"],
+    [
+        "import hms_ops",
+        "from hms_ops import NOC, Metric, Alert, Playbook",
+        "import hms_ops.status",
+        "import hms_ops.registry",
+        "import hms_ops.cli",
+    ],
 )
 def test_importing_the_sdk_loads_no_server_side_library(statement: str) -> None:
     # nats-py imports aiohttp when it is installed (the workspace has it, for the kit); the
@@ -105,6 +111,8 @@ def test_the_sdk_installs_alone_without_the_server_side(sdk_venv: Path) -> None:
 def test_the_installed_sdk_imports_and_connects(sdk_venv: Path, nats_server: NatsHandle) -> None:
     code = (
         "import asyncio, nats, hms_ops\n"
+        "from hms_ops import NOC, Metric, Alert, Playbook\n"
+        "Alert(name='slow', metric='api.latency_p99', condition='> 1000', window='5m')\n"
         "from hms_ops.registry import read_registry\n"
         "async def main():\n"
         f"    nc = await nats.connect({nats_server.url!r})\n"

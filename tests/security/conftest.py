@@ -16,6 +16,7 @@ import pytest
 from hms_contracts import ServiceHeartbeat, specs, subjects, topology
 from hms_contracts.config import Alert, ConfigEntry, ConfigObject, Metric, Playbook
 from hms_ops.state import ADMIN_USER, StatePaths, admin_connect
+from hms_stack import namespaces
 from hms_stack.natsserver import NatsServer, free_port
 from hms_stack.stack import provision_stack, stack_server
 from hms_stack.state import load_credentials
@@ -23,6 +24,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.errors import Error as JetStreamError
 
+CLIENT_NS, CLIENT_DURABLE = "usds_unemployment", "my-app"  # a namespace client of the stack
 VICTIM = "victim"  # the instance id of every seeded registry entry and lease holder
 DEAD_LETTER = "dlq.job.run.acme.seeded"
 
@@ -176,6 +178,7 @@ def secured_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredS
     paths = StatePaths(Path(tmp_path_factory.mktemp("secured")) / "state")
     paths.make()
     creds = load_credentials(paths)
+    namespaces.create(paths, CLIENT_NS, durables=(CLIENT_DURABLE,))
     server = stack_server(paths, creds, "127.0.0.1", free_port())
     server.start()
     stack = SecuredStack(paths, server, creds)

@@ -18,7 +18,7 @@ from .conftest import SecuredStack
 def test_the_server_config_holds_only_bcrypt_hashes(secured_stack: SecuredStack) -> None:
     config = json.loads(secured_stack.server.config_path.read_text())
     users = config["authorization"]["users"]
-    assert len(users) == len(secured_stack.creds)
+    assert len(users) == len(secured_stack.creds) + 1  # and the namespace client
     for user in users:
         assert user["password"].startswith(("$2a$11$", "$2b$11$")), user["user"]
 

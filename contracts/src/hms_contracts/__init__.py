@@ -6,6 +6,7 @@ RunScheduled``) and subjects, streams and permissions from the ``subjects``, ``s
 """
 
 from . import specs, subjects, topology
+from .agency import AgencyEvent
 from .alerts import AlertFiring, AlertResolved, Operator, SlaBreached
 from .audit import GENESIS_HASH, AuditRecorded
 from .base import SYSTEM_NAMESPACE, Event, Namespace, deterministic_id
@@ -38,6 +39,7 @@ __all__ = [
     "CATALOGUE",
     "GENESIS_HASH",
     "SYSTEM_NAMESPACE",
+    "AgencyEvent",
     "AlertFiring",
     "AlertResolved",
     "AuditRecorded",

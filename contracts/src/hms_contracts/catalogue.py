@@ -7,6 +7,7 @@ Build events with ``Model.create(...)`` so the ``event_id`` is the deterministic
 from __future__ import annotations
 
 from . import subjects
+from .agency import AgencyEvent
 from .alerts import AlertFiring, AlertResolved, SlaBreached
 from .audit import AuditRecorded
 from .bus import BusEvent
@@ -51,6 +52,7 @@ CATALOGUE: tuple[type[BusEvent], ...] = (
     ScaleDecided,
     AuditRecorded,
     ConfigChanged,
+    AgencyEvent,
 )
 """Every event model on the bus, in documentation order."""
 

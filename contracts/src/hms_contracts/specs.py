@@ -145,6 +145,14 @@ CONFIG_CHANGES = StreamSpec(
     description="Audit of the config registry: each object applied or deleted, by whom",
 )
 
+EVENTS = StreamSpec(
+    name="EVENTS",
+    subjects=(s.EVENT.wildcard(),),
+    max_age_s=30 * DAY,
+    max_msg_size=64 * 1024,
+    description="Agency systems' own events (noc.publish), per namespace",
+)
+
 STREAMS: tuple[StreamSpec, ...] = (
     JOB_RUNS,
     JOB_EVENTS,
@@ -155,6 +163,7 @@ STREAMS: tuple[StreamSpec, ...] = (
     SCALE,
     DLQ,
     CONFIG_CHANGES,
+    EVENTS,
 )
 
 WORKER_RUNS = ConsumerSpec(
@@ -229,7 +238,7 @@ KV_BUCKETS: tuple[KVSpec, ...] = (LEASES, SERVICE_REGISTRY, CONFIG)
 
 #: Streams no service owns: the stack's admin creates and configures them (``hms-ops up`` or
 #: ``hms-ops provision``), services only check that they exist. The KV buckets are shared too.
-SHARED_STREAMS: tuple[StreamSpec, ...] = (DLQ, CONFIG_CHANGES)
+SHARED_STREAMS: tuple[StreamSpec, ...] = (DLQ, CONFIG_CHANGES, EVENTS)
 
 #: A heartbeat older than this many of its intervals is stale (the instance stopped beating).
 STALE_AFTER_BEATS = 3

@@ -61,6 +61,7 @@ SCALE = Family("ops.scale", 1)
 AUDIT = Family("ops.audit", 1)
 HEARTBEAT = Family("ops.heartbeat", 1)
 CONFIG = Family("ops.config", 1)
+EVENT = Family("ops.event", 1)
 
 FAMILIES: tuple[Family, ...] = (
     METRIC,
@@ -74,6 +75,7 @@ FAMILIES: tuple[Family, ...] = (
     AUDIT,
     HEARTBEAT,
     CONFIG,
+    EVENT,
 )
 
 DLQ_PREFIX = "dlq"
@@ -93,6 +95,12 @@ def heartbeat(service: str) -> str:
 def inbox_prefix(service: str) -> str:
     """Per-service reply inbox prefix, so permissions can confine replies to their owner."""
     return f"_INBOX_{service.replace('-', '_')}"
+
+
+def namespace_inbox_prefix(namespace: str) -> str:
+    """Reply inbox prefix of a namespace's clients: ``_INBOX_NS.<ns>`` (the namespace is a
+    token of its own, so no service's prefix can ever match it)."""
+    return f"_INBOX_NS.{check_namespace(namespace)}"
 
 
 def matches(pattern: str, subject: str) -> bool:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from . import specs
 from . import subjects as s
 from .config import KINDS
+from .tokens import check_namespace, check_token
 
 
 class ServiceSpec(BaseModel):
@@ -217,6 +218,93 @@ def nats_permissions(svc: ServiceSpec) -> dict[str, dict[str, list[str]]]:
     for kind in svc.config_kinds:
         publish += _config_read_api(kind)
     subscribe = [f"{s.inbox_prefix(svc.name)}.>", *svc.subscribes]
+    return {
+        "publish": {"allow": sorted(dict.fromkeys(publish))},
+        "subscribe": {"allow": sorted(dict.fromkeys(subscribe))},
+    }
+
+
+# --- namespace clients ----------------------------------------------------------------------
+
+CONFIG_BUCKET = specs.CONFIG.bucket
+"""The config registry's KV bucket."""
+
+#: what a namespace client's durable subscriptions read: (stream, family, consumer suffix)
+_DURABLE_FEEDS: tuple[tuple[str, s.Family, str], ...] = (
+    (specs.INCIDENTS.name, s.INCIDENT, "incidents"),
+    (specs.INCIDENTS.name, s.INCIDENT_CLOSED, "closed"),
+    (specs.ALERTS.name, s.SLA_BREACH, "breaches"),
+)
+
+
+def namespace_user(namespace: str) -> str:
+    """The NATS user of a namespace's clients: ``ns-<namespace>``."""
+    return f"ns-{check_namespace(namespace)}"
+
+
+def durable_consumers(namespace: str, durable: str) -> dict[str, tuple[str, str]]:
+    """The consumers behind one durable subscription of a namespace's client, by feed
+    (``incidents``, ``closed``, ``breaches``): ``(stream, consumer name)``.
+
+    A consumer's name is one subject token of the JetStream API, and NATS permissions match
+    whole tokens only, so "names starting with the namespace" cannot be granted: each durable
+    is declared with the client (``hms-ops namespaces create NS --durable NAME``) and granted
+    by its exact names, ``<namespace>-<durable>-<feed>`` ('-' never occurs in a namespace).
+    """
+    check_namespace(namespace)
+    check_token(durable, "durable name")
+    if "." in durable or len(durable) > 40:
+        raise ValueError(f"durable name {durable!r} must be one token of at most 40 characters")
+    return {feed: (stream, f"{namespace}-{durable}-{feed}") for stream, _, feed in _DURABLE_FEEDS}
+
+
+def durable_filter(namespace: str, feed: str) -> str:
+    """The one subject a namespace's durable consumer of ``feed`` reads."""
+    for _, family, name in _DURABLE_FEEDS:
+        if name == feed:
+            return family.wildcard(namespace)
+    raise KeyError(f"no durable feed {feed!r}")
+
+
+def namespace_permissions(
+    namespace: str, durables: tuple[str, ...] = ()
+) -> dict[str, dict[str, list[str]]]:
+    """NATS permissions of a namespace's client: its own and nothing else.
+
+    It may publish its metrics and its own events; read and write its own config keys (direct
+    gets, and watchers created with its own keys as the filter token); receive its alerts,
+    incidents, breaches and closures; and run the durable subscriptions declared for it, each
+    by exact consumer name and filter. It gets no stream info (a subject listing would name
+    other namespaces' keys), no other stream, bucket or consumer, and replies only on its own
+    inbox prefix.
+    """
+    ns = check_namespace(namespace)
+    kv_stream = f"KV_{CONFIG_BUCKET}"
+    own_keys = f"$KV.{CONFIG_BUCKET}.{ns}.>"
+    publish = [
+        s.METRIC.wildcard(ns),
+        s.EVENT.wildcard(ns),
+        s.CONFIG.wildcard(ns),  # the audit record of each change it makes
+        own_keys,
+        f"$JS.API.DIRECT.GET.{kv_stream}.{own_keys}",
+        f"$JS.API.CONSUMER.CREATE.{kv_stream}.*.{own_keys}",
+        f"$JS.FC.{kv_stream}.>",
+    ]
+    for durable in durables:
+        for feed, (stream, name) in durable_consumers(ns, durable).items():
+            publish += [
+                f"$JS.API.CONSUMER.CREATE.{stream}.{name}.{durable_filter(ns, feed)}",
+                f"$JS.API.CONSUMER.INFO.{stream}.{name}",
+                f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{name}",
+                f"$JS.ACK.{stream}.{name}.>",
+            ]
+    subscribe = [
+        f"{s.namespace_inbox_prefix(ns)}.>",
+        s.ALERT.wildcard(ns),
+        s.INCIDENT.wildcard(ns),
+        s.SLA_BREACH.wildcard(ns),
+        s.INCIDENT_CLOSED.wildcard(ns),
+    ]
     return {
         "publish": {"allow": sorted(dict.fromkeys(publish))},
         "subscribe": {"allow": sorted(dict.fromkeys(subscribe))},

@@ -32,6 +32,7 @@ _PARAM_DOCS = {
     "pool": "Worker pool being scaled",
     "service": "Service name with '-' replaced by '_'",
     "kind": "Config kind of the object, e.g. alert",
+    "name": "Event name chosen by the agency system",
 }
 
 
@@ -68,6 +69,7 @@ def _channel(family: Family) -> dict[str, Any]:
             subjects.SCALE: "pool",
             subjects.HEARTBEAT: "service",
             subjects.CONFIG: "kind",
+            subjects.EVENT: "name",
         }[family]
         address += f".{{{name}}}"
         params[name] = {"description": _PARAM_DOCS[name]}

@@ -118,7 +118,11 @@ def _add_commands() -> None:
             name="up", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
         )(_up_missing)
     for name, ep in sorted(found.items()):
-        app.command(name=name)(ep.load())
+        command = ep.load()
+        if isinstance(command, typer.Typer):  # a group of commands
+            app.add_typer(command, name=name)
+        else:
+            app.command(name=name)(command)
 
 
 def _up_missing() -> None:

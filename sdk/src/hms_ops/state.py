@@ -56,6 +56,14 @@ class StatePaths:
     def stack_file(self) -> Path:
         return self.root / "stack.json"
 
+    @property
+    def namespaces(self) -> Path:
+        """One private file per namespace client: its user, password and durables."""
+        return self.root / "namespaces"
+
+    def namespace_file(self, namespace: str) -> Path:
+        return self.namespaces / f"{namespace}.json"
+
     def make(self) -> None:
         """Create the folders, private to this user (0700).
 
@@ -135,6 +143,23 @@ def read_credentials(paths: StatePaths) -> dict[str, str]:
     ):
         raise StackError(f"{paths.credentials} is not a map of user names to passwords; {fix}")
     return creds
+
+
+def read_namespace_client(paths: StatePaths, namespace: str) -> dict[str, Any] | None:
+    """A namespace client's credential as ``hms-ops namespaces create`` keeps it (``user``,
+    ``password``, ``durables``), or None when the namespace has none here."""
+    path = paths.namespace_file(namespace)
+    try:
+        data = read_json(path, f"revoke and create the namespace {namespace} again")
+    except FileNotFoundError:
+        return None
+    if not isinstance(data, dict) or not all(
+        isinstance(data.get(k), str) for k in ("user", "password")
+    ):
+        raise StackError(
+            f"{path} holds no user and password; revoke and create the namespace {namespace} again"
+        )
+    return data
 
 
 async def admin_connect(url: str, password: str, timeout: float = 2.0) -> Client:

@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +69,11 @@ def read_server_info(host: str, port: int, timeout: float = 1.0) -> dict[str, An
     return info
 
 
+def render_users(users: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The ``authorization`` block of nats-server's config for these users."""
+    return {"users": [{"user": name, **spec} for name, spec in sorted(users.items())]}
+
+
 @dataclass
 class NatsServer:
     """One nats-server process with JetStream, bound to loopback.
@@ -90,6 +95,9 @@ class NatsServer:
     extra_args: Sequence[str] = ()
     monitor_port: int | None = None
     die_with_parent: bool = False
+    #: when set, asked for the users each time the config is written (a restart picks up the
+    #: namespace clients added or revoked since the start)
+    users_from: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
@@ -120,12 +128,12 @@ class NatsServer:
         if self.monitor_port is not None:
             config["http"] = f"{self.host}:{self.monitor_port}"
         if self.users is not None:
-            config["authorization"] = {
-                "users": [{"user": name, **spec} for name, spec in sorted(self.users.items())]
-            }
+            config["authorization"] = render_users(self.users)
         return config
 
     def write_config(self) -> Path:
+        if self.users_from is not None:
+            self.users = self.users_from()
         self.store_dir.mkdir(parents=True, exist_ok=True)
         path = self.config_path
         path.write_text(json.dumps(self.render_config(), indent=2))

@@ -28,6 +28,7 @@ from .errors import StackError
 from .launch import LauncherName, launcher
 from .ledger import StreamLedger, data_loss_alert
 from .leftovers import reap, record
+from .namespaces import namespace_users
 from .natsserver import NatsServer, free_port
 from .natswatch import NatsKeeper
 from .ports import check_ports
@@ -67,13 +68,15 @@ def stack_server(
 ) -> NatsServer:
     """The embedded nats-server as ``up`` configures it: loopback, JetStream, one user each
     with a bcrypt-hashed password, a monitoring port for the watchdog, dying with ``up``."""
+    hashes = password_hashes(paths, creds)
     return NatsServer(
         store_dir=paths.nats,
         # a unique name: no stack mistakes another's server for its own
         name=name or f"hms-ops-{secrets.token_hex(4)}",
         host=host,
         port=port,
-        users=nats_users(password_hashes(paths, creds)),
+        # read at every (re)start: the namespace clients added or revoked meanwhile
+        users_from=lambda: nats_users(hashes, namespace_users(paths)),
         log_file=paths.logs / "nats-server.log",
         monitor_port=free_port(host),
         die_with_parent=True,

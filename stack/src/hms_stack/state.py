@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import secrets
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ class CredentialsError(StackError):
     """The stack's credentials file is unusable; the message names the file and the user."""
 
 
-def _write_private(path: Path, data: dict[str, Any]) -> None:
+def write_private(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.unlink(missing_ok=True)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -53,7 +54,7 @@ def load_credentials(paths: StatePaths) -> dict[str, str]:
     if missing:
         for user in missing:
             creds[user] = secrets.token_urlsafe(24)
-        _write_private(paths.credentials, creds)
+        write_private(paths.credentials, creds)
     return creds
 
 
@@ -86,13 +87,20 @@ def password_hashes(paths: StatePaths, creds: dict[str, str]) -> dict[str, str]:
         with ThreadPoolExecutor() as pool:  # bcrypt releases the GIL
             for user, digest in zip(stale, pool.map(hashed, stale), strict=True):
                 cache[user] = {"fingerprint": _fingerprint(creds[user]), "bcrypt": digest}
-        _write_private(paths.password_hashes, {u: cache[u] for u in sorted(creds)})
+        write_private(paths.password_hashes, {u: cache[u] for u in sorted(creds)})
     return {user: cache[user]["bcrypt"] for user in creds}
 
 
-def nats_users(hashes: dict[str, str]) -> dict[str, dict[str, Any]]:
+def service_hashes(paths: StatePaths) -> dict[str, str]:
+    """The bcrypt hashes of the admin's and the services' passwords."""
+    return password_hashes(paths, load_credentials(paths))
+
+
+def nats_users(
+    hashes: dict[str, str], clients: Mapping[str, Mapping[str, Any]] | None = None
+) -> dict[str, dict[str, Any]]:
     """nats-server users with bcrypt-hashed passwords: the admin may do anything, each
-    service only what it needs."""
+    service only what it needs, each namespace client (``clients``) only its namespace."""
     if not hashes.get(ADMIN_USER):
         raise CredentialsError(f"no password for the admin user {ADMIN_USER}")
     users: dict[str, dict[str, Any]] = {ADMIN_USER: {"password": hashes[ADMIN_USER]}}
@@ -101,6 +109,10 @@ def nats_users(hashes: dict[str, str]) -> dict[str, dict[str, Any]]:
             "password": hashes[svc.name],
             "permissions": topology.nats_permissions(svc),
         }
+    for user, spec in (clients or {}).items():
+        if user in users:
+            raise CredentialsError(f"namespace client {user} clashes with a stack user")
+        users[user] = dict(spec)
     return users
 
 

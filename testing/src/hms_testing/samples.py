@@ -148,6 +148,13 @@ def all_events() -> list[BusEvent]:
             revision=17,
             author="hms-admin",
         ),
+        ev.AgencyEvent.create(
+            namespace=NS,
+            occurred_at=T0,
+            name="deploy_finished",
+            key="deploy-42",
+            payload={"version": "1.4.2", "canary": True},
+        ),
     ]
 
 

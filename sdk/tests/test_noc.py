@@ -182,8 +182,15 @@ def test_samples_encode_as_the_model_would(secured: Secured) -> None:
 
     encoder = Encoder(NS, "sdk")
     buffer = Buffer(encoder, 10)
-    buffer.add("api.latency_ms", 183.25, {"b": "2", "a": "é"}, "ms", at=1_700_000_000.123456)
+    buffer.add("api.latency_ms", 183.25, {"b": "2", "a": "é"}, "ms", at=1_700_000_000_123_456)
+    buffer.add("api.latency_ms", 0.5, {"a": "é", "b": "2"}, "ms", at=1_700_000_001_000_000)
     event_id, body = encoder.encode(buffer.take(10))
     batch = MetricSampleBatch.model_validate_json(body)
     assert batch.expected_event_id() == event_id == batch.event_id
+    # the bytes are the model's own writing, to the microsecond and for a whole second
+    assert json.loads(body)["samples"] == json.loads(batch.model_dump_json())["samples"]
+    assert [s.observed_at.timestamp() for s in batch.samples] == [
+        1_700_000_000.123456,
+        1_700_000_001,
+    ]
     assert json.loads(body)["samples"][0]["labels"] == {"a": "é", "b": "2"}

@@ -24,7 +24,7 @@ from .connect import Bus, find_target, local_credential, normalise_namespace, op
 from .declare import Declaration
 from .errors import ConnectError, InvalidObject
 from .feeds import Feed
-from .samples import Buffer, Encoder
+from .samples import Buffer, Encoder, micros
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ class AsyncNOC:
         never blocks (a full buffer drops its oldest sample and counts it in ``dropped``)."""
         if self._closed:
             raise ConnectError(f"the client of {self.namespace} is closed")
-        waiting = self.buffer.add(name, value, labels, unit, at.timestamp() if at else None)
+        waiting = self.buffer.add(name, value, labels, unit, micros(at) if at else None)
         if waiting == self.batch_size:
             self._poke()
 

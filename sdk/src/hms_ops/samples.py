@@ -14,22 +14,39 @@ import math
 import time
 from collections import deque
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from hms_contracts import MetricSample, MetricSampleBatch, deterministic_id
 from pydantic import ValidationError
 
 from .errors import InvalidObject
 
-#: (series prefix, series middle, value, unix time)
-Pending = tuple[str, str, float, float]
+#: (series prefix, series middle, value, unix time in whole microseconds)
+Pending = tuple[str, str, float, int]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SECONDS: dict[int, str] = {}
 
 _SERIES_CACHE_MAX = 10_000
 
 
-def iso(ts: float) -> str:
-    """A unix time as pydantic writes an aware UTC datetime."""
-    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+def iso(us: int) -> str:
+    """A unix time in microseconds as pydantic writes an aware UTC datetime (the part to the
+    second is cached: samples come many to the second)."""
+    seconds, fraction = divmod(us, 1_000_000)
+    whole = _SECONDS.get(seconds)
+    if whole is None:
+        if len(_SECONDS) > 4096:
+            _SECONDS.clear()
+        whole = _SECONDS[seconds] = datetime.fromtimestamp(seconds, UTC).strftime(
+            "%Y-%m-%dT%H:%M:%S"
+        )
+    return f"{whole}.{fraction:06d}Z" if fraction else f"{whole}Z"
+
+
+def micros(at: datetime) -> int:
+    """An aware datetime as whole microseconds since the epoch (exact, no float rounding)."""
+    return (at - _EPOCH) // timedelta(microseconds=1)
 
 
 class Encoder:
@@ -43,7 +60,9 @@ class Encoder:
 
     def series(self, name: str, unit: str, labels: Mapping[str, str] | None) -> tuple[str, str]:
         """The cached JSON fragments around a sample's time and value."""
-        key = (name, unit, tuple(sorted(labels.items())) if labels else ())
+        # labels in the caller's order: the same set in another order is one more cache entry
+        # with the same fragments (they are written sorted), and no sort per sample
+        key = (name, unit, tuple(labels.items()) if labels else ())
         found = self._series.get(key)
         if found is not None:
             return found
@@ -81,7 +100,7 @@ class Encoder:
         digest = hashlib.sha256(samples.encode()).hexdigest()[:32]
         event_id = deterministic_id(self.namespace, "metrics", self.source, digest)
         body = (
-            f'{{"event_id":{json.dumps(event_id)},"occurred_at":"{iso(time.time())}",'
+            f'{{"event_id":{json.dumps(event_id)},"occurred_at":"{iso(time.time_ns() // 1000)}",'
             f'"namespace":"{self.namespace}","schema_version":1,"source":"{self.source}",'
             f'"origin":"push","samples":{samples}}}'
         )
@@ -104,7 +123,7 @@ class Buffer:
         value: float,
         labels: Mapping[str, str] | None = None,
         unit: str = "1",
-        at: float | None = None,
+        at: int | None = None,
     ) -> int:
         """Buffer one sample; return how many are waiting."""
         value = float(value)
@@ -114,7 +133,7 @@ class Buffer:
         items = self._items
         if len(items) == self.max_samples:
             self.dropped += 1  # the deque drops the oldest
-        items.append((prefix, middle, value, time.time() if at is None else at))
+        items.append((prefix, middle, value, time.time_ns() // 1000 if at is None else at))
         self.accepted += 1
         return len(items)
 

@@ -1,0 +1,21 @@
+"""The scheduler's decisions as pure functions, without I/O: when each job runs (cron, time zone,
+overlap, catch-up). ``now`` is always an argument."""
+
+from __future__ import annotations
+
+from .cron import jitter_for, slots_after
+from .due import Decision, Skipped, SkipReason, Slot, due, slot
+
+SERVICE = "scheduler"
+
+__all__ = [
+    "SERVICE",
+    "Decision",
+    "SkipReason",
+    "Skipped",
+    "Slot",
+    "due",
+    "jitter_for",
+    "slot",
+    "slots_after",
+]

@@ -277,7 +277,7 @@ def test_every_slot_is_decided_once_across_consecutive_decisions() -> None:
     while now < utc("2026-11-01T09:00"):
         now += timedelta(minutes=3)
         decision = due(j, watermark, now)
-        seen += [s.run_id for s in decision.decided]
+        seen += [s.run_id for s, _ in decision.decided]
         watermark = decision.watermark
     expected = slots_between(j, utc("2026-11-01T04:00"), now)
     assert seen == [slot(j, at).run_id for at in expected]

@@ -4,13 +4,14 @@ overlap, catch-up). ``now`` is always an argument."""
 from __future__ import annotations
 
 from .cron import jitter_for, slots_after
-from .due import Decision, Skipped, SkipReason, Slot, due, slot
+from .due import Decision, Outcome, Skipped, SkipReason, Slot, due, slot
 
 SERVICE = "scheduler"
 
 __all__ = [
     "SERVICE",
     "Decision",
+    "Outcome",
     "SkipReason",
     "Skipped",
     "Slot",

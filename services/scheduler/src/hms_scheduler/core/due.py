@@ -32,6 +32,7 @@ from hms_contracts.runs import run_id_for
 from .cron import jitter_for, slots_after
 
 SkipReason = Literal["missed", "overlap", "replaced", "paused"]
+Outcome = Literal["run", "missed", "overlap", "replaced", "paused"]
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,8 @@ class Decision:
     """When the next slot may fire (None: the schedule has no more)."""
     more: bool = False
     """The decision stopped at ``scan_limit`` slots: decide again at once."""
-    decided: tuple[Slot, ...] = field(default=(), repr=False)
-    """Every slot decided, run or skipped, oldest first (what the store records)."""
+    decided: tuple[tuple[Slot, Outcome], ...] = field(default=(), repr=False)
+    """Every slot decided with its outcome, oldest first (what the ledger records)."""
 
     def skipped_for(self, reason: SkipReason) -> Skipped | None:
         return next((s for s in self.skipped if s.reason == reason), None)
@@ -160,6 +161,9 @@ def _decision(
     more: bool,
     report_limit: int,
 ) -> Decision:
+    outcome: dict[str, Outcome] = {s.run_id: "run" for s in enqueue}
+    for reason, slots in skipped.items():
+        outcome.update(dict.fromkeys((s.run_id for s in slots), reason))
     return Decision(
         watermark=watermark,
         enqueue=enqueue,
@@ -170,5 +174,5 @@ def _decision(
         ),
         next_at=next_at,
         more=more,
-        decided=tuple(decided),
+        decided=tuple((s, outcome[s.run_id]) for s in decided),
     )

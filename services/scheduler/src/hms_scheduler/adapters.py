@@ -1,0 +1,160 @@
+"""The ports' adapters: jobs from the config registry (or a list, in tests), the SQLite ledger."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Self
+
+import aiosqlite
+from hms_contracts.config import ConfigEntry, Job
+from nats.js import JetStreamContext
+from nats.js.errors import BucketNotFoundError
+from pydantic import ValidationError
+
+from .core import Decision
+
+log = logging.getLogger(__name__)
+
+
+class StaticJobs:
+    """A fixed, replaceable list of jobs (tests, and a service given its jobs in code)."""
+
+    def __init__(self, jobs: Iterable[Job] = ()) -> None:
+        self.current: list[Job] = list(jobs)
+
+    async def jobs(self) -> Sequence[Job]:
+        return tuple(self.current)
+
+
+class RegistryJobs:
+    """Jobs read from the config registry bucket, keys ``<ns>.job.<name>``, at each call.
+
+    An entry that no longer validates keeps its last good version (and is reported); a missing
+    bucket means no jobs yet. The kit's config watcher (snapshot, then changes) replaces this.
+    """
+
+    def __init__(self, js: JetStreamContext, bucket: str) -> None:
+        self.js = js
+        self.bucket = bucket
+        self._good: dict[str, Job] = {}
+        self._warned = False
+
+    async def jobs(self) -> Sequence[Job]:
+        try:
+            kv = await self.js.key_value(self.bucket)
+        except BucketNotFoundError:
+            if not self._warned:
+                log.warning("config registry bucket %s does not exist yet: no jobs", self.bucket)
+                self._warned = True
+            return ()
+        watcher = await kv.watch("*.job.*", ignore_deletes=True)
+        seen: dict[str, Job] = {}
+        try:
+            async for entry in watcher:
+                if entry is None:  # the end of the snapshot
+                    break
+                if entry.value:
+                    job = self._decode(entry.key, entry.value)
+                    if job is not None:
+                        seen[entry.key] = job
+        finally:
+            await watcher.stop()  # type: ignore[no-untyped-call]
+        self._good = seen
+        return tuple(seen.values())
+
+    def _decode(self, key: str, value: bytes) -> Job | None:
+        try:
+            obj = ConfigEntry.model_validate_json(value).decode()
+            if not isinstance(obj, Job) or obj.key() != key:
+                raise ValueError(f"holds a {obj.kind} {obj.key()!r}, not the job named by its key")
+            return obj
+        except (ValidationError, ValueError) as exc:
+            last = self._good.get(key)
+            log.error(
+                "config registry %s key %s: %s; %s",
+                self.bucket,
+                key,
+                exc,
+                "keeping its last good version" if last else "not scheduled",
+            )
+            return last
+
+
+class NoActiveRuns:
+    """No run is ever active: until the scheduler follows run events, ``overlap`` acts on the
+    slots of one decision only."""
+
+    async def active(self, job: Job) -> Collection[str]:
+        return ()
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS watermarks (
+    job_key TEXT PRIMARY KEY,
+    watermark TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS slots (
+    namespace TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    job_key TEXT NOT NULL,
+    scheduled_at TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    decided_at TEXT NOT NULL,
+    UNIQUE (namespace, run_id)
+);
+"""
+
+
+def _ts(at: datetime) -> str:
+    # one fixed width, so that text order is time order in SQL
+    return at.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+class SqliteLedger:
+    """The ledger in the service's SQLite file: one transaction per decision."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self.db = db
+
+    @classmethod
+    async def open(cls, path: Path) -> Self:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path)
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA synchronous=FULL")
+        await db.executescript(_SCHEMA)
+        await db.commit()
+        return cls(db)
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    async def watermarks(self) -> dict[str, datetime]:
+        async with self.db.execute("SELECT job_key, watermark FROM watermarks") as rows:
+            return {key: datetime.fromisoformat(at) async for key, at in rows}
+
+    async def record(self, job: Job, decision: Decision, decided_at: datetime) -> None:
+        key, at = job.key(), _ts(decided_at)
+        await self.db.executemany(
+            "INSERT OR IGNORE INTO slots VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (job.namespace, s.run_id, key, _ts(s.scheduled_at), outcome, at)
+                for s, outcome in decision.decided
+            ],
+        )
+        await self.db.execute(
+            "INSERT INTO watermarks VALUES (?, ?) ON CONFLICT (job_key) "
+            "DO UPDATE SET watermark = max(watermark, excluded.watermark)",
+            (key, _ts(decision.watermark)),
+        )
+        await self.db.commit()
+
+    async def outcomes(self, job_key: str) -> dict[str, str]:
+        """Every decided slot of a job: run id -> run, missed, overlap, replaced or paused."""
+        async with self.db.execute(
+            "SELECT run_id, outcome FROM slots WHERE job_key = ? ORDER BY scheduled_at", (job_key,)
+        ) as rows:
+            return {run_id: outcome async for run_id, outcome in rows}

@@ -18,6 +18,7 @@ from hms_contracts.runs import RunScheduled
 from hms_kit import FakeClock, Service, ensure_bucket, ensure_stream
 from hms_scheduler.adapters import NoActiveRuns, RegistryJobs, SqliteLedger, StaticJobs
 from hms_scheduler.app import LEDGER_FILE, create_service
+from hms_scheduler.core import Decision
 from hms_scheduler.firing import Firing, SchedulerMetrics
 from hms_scheduler.settings import SchedulerSettings
 from hms_testing import NatsHandle, running, wait_until
@@ -156,12 +157,9 @@ async def test_two_schedulers_that_both_believe_they_lead_still_enqueue_one_run(
     clock = FakeClock(datetime(2026, 1, 2, 0, 0, 5, tzinfo=UTC))
     firings, registries = [], []
     for name in ("a", "b"):
-        ledger = await SqliteLedger.open(tmp_path / name / LEDGER_FILE)
-        # both already saw the job before midnight
-        await ledger.db.execute(
-            "INSERT INTO watermarks VALUES (?, ?)", (ssa_job().key(), "2026-01-01T23:00:00+00:00")
-        )
-        await ledger.db.commit()
+        ledger = SqliteLedger(tmp_path / name / LEDGER_FILE)
+        seen = Decision(watermark=datetime(2026, 1, 1, 23, tzinfo=UTC))
+        await ledger.record(ssa_job(), seen, seen.watermark)  # both saw the job before midnight
         registries.append(CollectorRegistry())
         metrics = SchedulerMetrics(registries[-1])
         firings.append(
@@ -260,7 +258,7 @@ async def test_a_clock_stepping_back_ten_minutes_refires_nothing(
 async def test_jobs_are_read_from_the_registry_bucket_keeping_the_last_good_version(
     js: JetStreamContext,
 ) -> None:
-    source = RegistryJobs(js, "test_config")
+    source = RegistryJobs(lambda: js, "test_config")
     assert await source.jobs() == (), "no bucket yet: no jobs"
     await ensure_bucket(js, specs.KVSpec(bucket="test_config", history=5))
     kv = await js.key_value("test_config")

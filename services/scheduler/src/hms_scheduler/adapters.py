@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Self
 
 import aiosqlite
 from hms_contracts.config import ConfigEntry, Job
@@ -36,15 +35,15 @@ class RegistryJobs:
     bucket means no jobs yet. The kit's config watcher (snapshot, then changes) replaces this.
     """
 
-    def __init__(self, js: JetStreamContext, bucket: str) -> None:
-        self.js = js
+    def __init__(self, js: Callable[[], JetStreamContext], bucket: str) -> None:
+        self.js = js  # asked for at each read: the connection is made after this is built
         self.bucket = bucket
         self._good: dict[str, Job] = {}
         self._warned = False
 
     async def jobs(self) -> Sequence[Job]:
         try:
-            kv = await self.js.key_value(self.bucket)
+            kv = await self.js().key_value(self.bucket)
         except BucketNotFoundError:
             if not self._warned:
                 log.warning("config registry bucket %s does not exist yet: no jobs", self.bucket)
@@ -114,47 +113,55 @@ def _ts(at: datetime) -> str:
 
 
 class SqliteLedger:
-    """The ledger in the service's SQLite file: one transaction per decision."""
+    """The ledger in the service's SQLite file, opened on first use: one transaction per
+    decision."""
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
-        self.db = db
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: aiosqlite.Connection | None = None
 
-    @classmethod
-    async def open(cls, path: Path) -> Self:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(path)
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute("PRAGMA synchronous=FULL")
-        await db.executescript(_SCHEMA)
-        await db.commit()
-        return cls(db)
+    async def connection(self) -> aiosqlite.Connection:
+        if self._db is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = await aiosqlite.connect(self.path)
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA synchronous=FULL")
+            await db.executescript(_SCHEMA)
+            await db.commit()
+            self._db = db
+        return self._db
 
     async def close(self) -> None:
-        await self.db.close()
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
 
     async def watermarks(self) -> dict[str, datetime]:
-        async with self.db.execute("SELECT job_key, watermark FROM watermarks") as rows:
+        db = await self.connection()
+        async with db.execute("SELECT job_key, watermark FROM watermarks") as rows:
             return {key: datetime.fromisoformat(at) async for key, at in rows}
 
     async def record(self, job: Job, decision: Decision, decided_at: datetime) -> None:
         key, at = job.key(), _ts(decided_at)
-        await self.db.executemany(
+        db = await self.connection()
+        await db.executemany(
             "INSERT OR IGNORE INTO slots VALUES (?, ?, ?, ?, ?, ?)",
             [
                 (job.namespace, s.run_id, key, _ts(s.scheduled_at), outcome, at)
                 for s, outcome in decision.decided
             ],
         )
-        await self.db.execute(
+        await db.execute(
             "INSERT INTO watermarks VALUES (?, ?) ON CONFLICT (job_key) "
             "DO UPDATE SET watermark = max(watermark, excluded.watermark)",
             (key, _ts(decision.watermark)),
         )
-        await self.db.commit()
+        await db.commit()
 
     async def outcomes(self, job_key: str) -> dict[str, str]:
         """Every decided slot of a job: run id -> run, missed, overlap, replaced or paused."""
-        async with self.db.execute(
+        db = await self.connection()
+        async with db.execute(
             "SELECT run_id, outcome FROM slots WHERE job_key = ? ORDER BY scheduled_at", (job_key,)
         ) as rows:
             return {run_id: outcome async for run_id, outcome in rows}

@@ -19,33 +19,52 @@ from .settings import SchedulerSettings
 LEDGER_FILE = "scheduler.sqlite3"
 
 
-def resources_with(settings: SchedulerSettings, clock: Clock, jobs: JobSource | None) -> Resources:
+def _settings(service: Service) -> SchedulerSettings:
+    if not isinstance(service.settings, SchedulerSettings):
+        raise TypeError(f"the scheduler needs SchedulerSettings, not {service.settings!r}")
+    return service.settings
+
+
+def resources_with(clock: Clock | None = None, jobs: JobSource | None = None) -> Resources:
+    """The scheduler's resources, with the clock or the job source replaced (tests)."""
+
     @asynccontextmanager
-    async def resources(service: Service) -> AsyncIterator[Mapping[str, object]]:
-        """The clock, the ledger and the firing the leader loop drives, opened once."""
-        ledger = await SqliteLedger.open(settings.state_dir / LEDGER_FILE)
-        firing = Firing(
-            service.js,
-            jobs or RegistryJobs(service.js, settings.registry_bucket),
-            ledger,
-            NoActiveRuns(),
-            clock,
-            may_fire=lambda: service.lease is not None and service.lease.held,
-            limits=Limits(catchup_limit=settings.catchup_limit, report_limit=settings.report_limit),
-            metrics=SchedulerMetrics(service.metrics.registry),
-        )
+    async def opened(service: Service) -> AsyncIterator[Mapping[str, object]]:
+        settings = _settings(service)
+        ledger = SqliteLedger(settings.state_dir / LEDGER_FILE)
         try:
-            yield {"clock": clock, "ledger": ledger, "firing": firing}
+            yield {
+                "clock": clock or SystemClock(),
+                "ledger": ledger,
+                "jobs": jobs or RegistryJobs(lambda: service.js, settings.registry_bucket),
+                "metrics": SchedulerMetrics(service.metrics.registry),
+            }
         finally:
             await ledger.close()
 
-    return resources
+    return opened
+
+
+resources = resources_with()
+"""What the leader loop uses, opened once per process and closed after it: the clock, the
+ledger (SQLite in the state directory), the job source and the scheduler's metrics."""
 
 
 def schedule_every(tick_s: float) -> Loop:
     async def schedule(service: Service) -> None:
-        """The leader loop: runs only while this instance holds the scheduler's lease."""
-        firing: Firing = service.broker.context.get("firing")
+        """The leader loop: runs only while this instance holds the scheduler's lease, and
+        checks it before each job's runs are published."""
+        settings, context = _settings(service), service.broker.context
+        firing = Firing(
+            service.js,
+            context.get("jobs"),
+            context.get("ledger"),
+            NoActiveRuns(),
+            context.get("clock"),
+            may_fire=lambda: service.lease is not None and service.lease.held,
+            limits=Limits(catchup_limit=settings.catchup_limit, report_limit=settings.report_limit),
+            metrics=context.get("metrics"),
+        )
         await fire_forever(firing, tick_s)
 
     return schedule
@@ -59,14 +78,14 @@ def create_service(
     lease_bucket: specs.KVSpec = specs.LEASES,
 ) -> Service:
     """The scheduler process: broker, app, resources, health, heartbeat, lease, leader loop.
-    ``clock`` and ``jobs`` replace the system clock and the registry (tests)."""
+    ``clock`` and ``jobs`` replace the system clock and the config registry (tests)."""
     settings = settings or SchedulerSettings()
     return Service(
         SERVICE,
         settings,
         version=__version__,
         routers=(router,),
-        resources=resources_with(settings, clock or SystemClock(), jobs),
+        resources=resources_with(clock, jobs),
         leader_loops=(schedule_every(settings.tick_s),),
         lease_bucket=lease_bucket,
     )

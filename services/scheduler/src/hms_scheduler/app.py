@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
@@ -9,12 +10,14 @@ from hms_contracts import specs
 from hms_kit import Clock, Loop, Resources, Service, SystemClock
 
 from . import __version__
-from .adapters import NoActiveRuns, RegistryJobs, SqliteLedger
+from .adapters import NoActiveRuns, RegistryJobs, SqliteLedger, StaticJobs
 from .core import SERVICE
 from .firing import Firing, Limits, SchedulerMetrics, fire_forever
 from .handlers import router
 from .ports import JobSource
 from .settings import SchedulerSettings
+
+log = logging.getLogger(__name__)
 
 LEDGER_FILE = "scheduler.sqlite3"
 
@@ -23,6 +26,13 @@ def _settings(service: Service) -> SchedulerSettings:
     if not isinstance(service.settings, SchedulerSettings):
         raise TypeError(f"the scheduler needs SchedulerSettings, not {service.settings!r}")
     return service.settings
+
+
+def _registry(service: Service, settings: SchedulerSettings) -> JobSource:
+    if settings.registry_bucket is None:
+        log.warning("no config registry bucket set (HMS_SCHEDULER_REGISTRY_BUCKET): no jobs")
+        return StaticJobs()
+    return RegistryJobs(lambda: service.js, settings.registry_bucket)
 
 
 def resources_with(clock: Clock | None = None, jobs: JobSource | None = None) -> Resources:
@@ -36,7 +46,7 @@ def resources_with(clock: Clock | None = None, jobs: JobSource | None = None) ->
             yield {
                 "clock": clock or SystemClock(),
                 "ledger": ledger,
-                "jobs": jobs or RegistryJobs(lambda: service.js, settings.registry_bucket),
+                "jobs": jobs or _registry(service, settings),
                 "metrics": SchedulerMetrics(service.metrics.registry),
             }
         finally:

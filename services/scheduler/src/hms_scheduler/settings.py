@@ -13,8 +13,10 @@ class SchedulerSettings(ServiceSettings):
 
     model_config = settings_config(SERVICE)
 
-    registry_bucket: str = Field(
-        default="hms_config", description="Config registry bucket the jobs are read from"
+    registry_bucket: str | None = Field(
+        default=None,
+        description="Config registry bucket the jobs are read from (unset: no jobs; the "
+        "service's NATS user must be allowed to read it)",
     )
     tick_s: float = Field(default=1.0, gt=0, le=60, description="How often jobs are decided")
     catchup_limit: int = Field(

@@ -12,6 +12,7 @@ from hms_contracts.config import (
     ApproveStep,
     Condition,
     ConfigEntry,
+    Job,
     Metric,
     NotifyStep,
     Playbook,
@@ -130,6 +131,7 @@ def test_every_kind_reads_back_its_own_document() -> None:
         Metric(namespace=NS, name="api.latency_p99", unit="ms", source="https://benefits.gov/api"),
         Alert(namespace=NS, name="a", metric="m.x", condition="< 5", playbook="rollback"),  # type: ignore[arg-type]
         Playbook(namespace=NS, name="rollback", steps=DOCUMENT_STEPS),  # type: ignore[arg-type]
+        Job(namespace=NS, name="nightly", schedule="0 0 * * *", queue="q", command=("true",)),
     ]
     assert {type(o).kind for o in objects} == set(KINDS)
     for obj in objects:
@@ -150,8 +152,8 @@ def test_a_document_is_validated_with_each_bad_field_named() -> None:
 def test_a_document_of_another_namespace_or_an_unknown_kind_is_refused() -> None:
     with pytest.raises(ContractError, match="namespace"):
         parse_object({"kind": "metric", "namespace": "ssa", "name": "m"}, namespace=NS)
-    with pytest.raises(ContractError, match="kind 'job'"):
-        parse_object({"kind": "job", "name": "m"}, namespace=NS)
+    with pytest.raises(ContractError, match="kind 'cronjob'"):
+        parse_object({"kind": "cronjob", "name": "m"}, namespace=NS)
     assert parse_object({"kind": "metric", "name": "m"}, namespace=NS).namespace == NS
 
 

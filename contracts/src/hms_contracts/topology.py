@@ -70,6 +70,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
         streams=("JOB_RUNS",),
         reads=("JOB_EVENTS",),
         publishes=(s.JOB_RUN.wildcard(), s.JOB_EVENT.wildcard()),
+        config_kinds=("job",),
     ),
     ServiceSpec(
         name="worker-pool",

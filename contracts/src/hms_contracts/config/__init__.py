@@ -16,6 +16,7 @@ from .base import (
     parse_object,
     split_key,
 )
+from .jobs import Job
 from .objects import Alert, Condition, Metric, Playbook
 from .steps import (
     ApproveStep,
@@ -36,6 +37,7 @@ __all__ = [
     "Condition",
     "ConfigEntry",
     "ConfigObject",
+    "Job",
     "Metric",
     "NotifyStep",
     "PauseQueueStep",

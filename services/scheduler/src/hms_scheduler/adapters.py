@@ -1,0 +1,123 @@
+"""The ports' adapters: jobs from the config registry (or a list, in tests), the SQLite ledger."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiosqlite
+from hms_contracts.config import Job
+from hms_kit import Service
+
+from .core import Decision
+
+log = logging.getLogger(__name__)
+
+
+class StaticJobs:
+    """A fixed, replaceable list of jobs (tests, and a service given its jobs in code)."""
+
+    def __init__(self, jobs: Iterable[Job] = ()) -> None:
+        self.current: list[Job] = list(jobs)
+
+    async def jobs(self) -> Sequence[Job]:
+        return tuple(self.current)
+
+
+class WatchedJobs:
+    """The jobs the service's config watcher holds (kind ``job`` in the config registry): a
+    snapshot at start, then every change, each entry re-validated; an entry that no longer
+    validates keeps its last good version and is reported by the watcher."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    async def jobs(self) -> Sequence[Job]:
+        return tuple(o for o in self.service.config.objects("job") if isinstance(o, Job))
+
+
+class NoActiveRuns:
+    """No run is ever active: until the scheduler follows run events, ``overlap`` acts on the
+    slots of one decision only."""
+
+    async def active(self, job: Job) -> Collection[str]:
+        return ()
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS watermarks (
+    job_key TEXT PRIMARY KEY,
+    watermark TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS slots (
+    namespace TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    job_key TEXT NOT NULL,
+    scheduled_at TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    decided_at TEXT NOT NULL,
+    UNIQUE (namespace, run_id)
+);
+"""
+
+
+def _ts(at: datetime) -> str:
+    # one fixed width, so that text order is time order in SQL
+    return at.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+class SqliteLedger:
+    """The ledger in the service's SQLite file, opened on first use: one transaction per
+    decision."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: aiosqlite.Connection | None = None
+
+    async def connection(self) -> aiosqlite.Connection:
+        if self._db is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = await aiosqlite.connect(self.path)
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA synchronous=FULL")
+            await db.executescript(_SCHEMA)
+            await db.commit()
+            self._db = db
+        return self._db
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    async def watermarks(self) -> dict[str, datetime]:
+        db = await self.connection()
+        async with db.execute("SELECT job_key, watermark FROM watermarks") as rows:
+            return {key: datetime.fromisoformat(at) async for key, at in rows}
+
+    async def record(self, job: Job, decision: Decision, decided_at: datetime) -> None:
+        key, at = job.key(), _ts(decided_at)
+        db = await self.connection()
+        await db.executemany(
+            "INSERT OR IGNORE INTO slots VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (job.namespace, s.run_id, key, _ts(s.scheduled_at), outcome, at)
+                for s, outcome in decision.decided
+            ],
+        )
+        await db.execute(
+            "INSERT INTO watermarks VALUES (?, ?) ON CONFLICT (job_key) "
+            "DO UPDATE SET watermark = max(watermark, excluded.watermark)",
+            (key, _ts(decision.watermark)),
+        )
+        await db.commit()
+
+    async def outcomes(self, job_key: str) -> dict[str, str]:
+        """Every decided slot of a job: run id -> run, missed, overlap, replaced or paused."""
+        db = await self.connection()
+        async with db.execute(
+            "SELECT run_id, outcome FROM slots WHERE job_key = ? ORDER BY scheduled_at", (job_key,)
+        ) as rows:
+            return {run_id: outcome async for run_id, outcome in rows}

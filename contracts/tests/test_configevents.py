@@ -48,8 +48,8 @@ def test_a_key_that_names_another_object_is_refused() -> None:
 
 
 def test_every_services_config_kinds_are_known_kinds() -> None:
-    with pytest.raises(ValidationError, match="config_kinds: job not a config kind"):
-        topology.ServiceSpec(name="x", singleton=False, config_kinds=("job",))
+    with pytest.raises(ValidationError, match="config_kinds: secret not a config kind"):
+        topology.ServiceSpec(name="x", singleton=False, config_kinds=("secret",))
 
 
 def test_a_service_may_read_only_the_config_kinds_it_follows_and_never_write_them() -> None:

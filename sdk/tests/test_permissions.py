@@ -33,6 +33,11 @@ async def test_publishing_an_event_in_another_namespace_is_denied(intruder: Asyn
         await intruder.publish("deploy_finished", {"version": "1"})
 
 
+async def test_reading_another_namespaces_config_is_denied(intruder: AsyncNOC) -> None:
+    with pytest.raises(PermissionDenied, match="ssa"):
+        await intruder.objects()
+
+
 async def test_pushing_metrics_into_another_namespace_is_denied(intruder: AsyncNOC) -> None:
     intruder.observe("api.latency_ms", 1.0)
     with pytest.raises(PermissionDenied, match=r"ops\.metric\.ssa"):
@@ -52,6 +57,8 @@ async def test_the_own_namespace_still_works_beside_the_refusals(
 ) -> None:
     async with NOC.aconnect(NS, **secured.client(NS)) as noc:
         await noc.register(Metric(name="api.latency_p99", unit="ms"))
+        assert [o.key() for o in await noc.objects()] == [f"{NS}.metric.api.latency_p99"]
+        assert await noc.objects("alert") == []
         await noc.publish("deploy_finished", {"version": "1"})
         await noc.incidents(durable="my-app")
         assert noc.bus.violations == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,7 +18,9 @@ from typing import Any, Literal, TypeVar
 
 from hms_contracts import ConfigChanged
 from hms_contracts.config import ConfigEntry, ConfigObject, config_key, split_key
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import BadRequestError, KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 
@@ -129,21 +132,51 @@ class ConfigStore:
         return Stored(key, ConfigEntry.model_validate_json(found.value), found.revision)
 
     async def objects(self, namespace: str, kind: str | None = None) -> list[Stored]:
-        """Every current object of a namespace (of one kind), by key."""
-        pattern = f"{namespace}.{kind}.>" if kind else f"{namespace}.>"
-        # a watcher filtered on the namespace's keys: nats-py's keys() watches the whole
-        # bucket, which a namespace's client may not (and should not) read
-        watcher = await self.kv.watch(pattern, ignore_deletes=True, meta_only=True)
-        keys: list[str] = []
+        """Every current object of a namespace (of one kind), by key.
+
+        Read through a short-lived consumer whose name puts the key filter into the create
+        subject: the one form a namespace's client is allowed, for its own keys only (nats-py's
+        ``keys()`` and ``watch()`` ask for the whole bucket).
+        """
+        pattern = f"{self.kv._pre}{namespace}.{kind}.>" if kind else f"{self.kv._pre}{namespace}.>"
+        nc = self.kv._js._nc
+        inbox = nc.new_inbox()
+        found: dict[str, Stored] = {}
+        done = asyncio.Event()
+        expected = 0
+
+        async def on_msg(msg: Msg) -> None:
+            meta = msg.metadata
+            key = msg.subject.removeprefix(self.kv._pre)
+            if msg.headers and msg.headers.get("KV-Operation") in ("DEL", "PURGE"):
+                found.pop(key, None)
+            elif msg.data:
+                entry = ConfigEntry.model_validate_json(msg.data)
+                found[key] = Stored(key, entry, meta.sequence.stream)
+            if meta.num_pending == 0:
+                done.set()
+
+        sub = await nc.subscribe(inbox, cb=on_msg)
         try:
-            async for found in watcher:
-                if found is None:  # the end of the current values
-                    break
-                keys.append(found.key)
+            info = await self.kv._js.add_consumer(
+                self.kv._stream,
+                ConsumerConfig(
+                    name=f"get_{secrets.token_hex(8)}",
+                    filter_subject=pattern,
+                    deliver_subject=inbox,
+                    deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+                    ack_policy=AckPolicy.NONE,
+                    inactive_threshold=5.0,  # it lapses on its own: no delete right needed
+                    mem_storage=True,
+                    num_replicas=1,
+                ),
+            )
+            expected = info.num_pending or 0
+            if expected:
+                await asyncio.wait_for(done.wait(), timeout=10)
         finally:
-            await watcher.stop()  # type: ignore[no-untyped-call]
-        current = [await self._get(key) for key in sorted(keys)]
-        return [s for s in current if s is not None]
+            await sub.unsubscribe()
+        return [found[key] for key in sorted(found)]
 
     async def apply(self, objects: Sequence[ConfigObject]) -> list[Change]:
         """Write every object that changed; all of them or, on a failure, none.

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hms_contracts import AgencyEvent
+from hms_contracts.config import ConfigObject
 from hms_contracts.topology import CONFIG_BUCKET
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
@@ -84,10 +85,7 @@ class AsyncNOC:
 
     # --- config -------------------------------------------------------------------------
 
-    async def register(self, *objects: Declaration) -> list[Change]:
-        """Write the declared objects into the config registry (all or none; an unchanged
-        object is not written again)."""
-        built = [o for d in objects for o in d.objects(self.namespace)]
+    def _store(self) -> ConfigStore:
         js = self.bus.nc.jetstream(timeout=5)
         # built by hand: nats-py's key_value() asks for the stream's info, which a namespace's
         # client may not read (it would list other namespaces' keys)
@@ -98,12 +96,25 @@ class AsyncNOC:
             js=js,
             direct=True,
         )
-        store = ConfigStore(kv, author=self.bus.who, on_change=publish_changes(js))
+        return ConfigStore(kv, author=self.bus.who, on_change=publish_changes(js))
+
+    async def register(self, *objects: Declaration) -> list[Change]:
+        """Write the declared objects into the config registry (all or none; an unchanged
+        object is not written again)."""
+        built = [o for d in objects for o in d.objects(self.namespace)]
         what = f"register {', '.join(o.key() for o in built)}"
-        changes = await self.bus.guard(store.apply(built), what, self.namespace, timeout=10)
+        changes = await self.bus.guard(self._store().apply(built), what, self.namespace, timeout=10)
         for change in changes:
             log.info("%s %s (generation %d)", change.action, change.key, change.generation)
         return changes
+
+    async def objects(self, kind: str | None = None) -> list[ConfigObject]:
+        """The namespace's objects in the config registry (of one kind), by key."""
+        what = f"read {self.namespace}.{kind or '*'} from the config registry"
+        found = await self.bus.guard(
+            self._store().objects(self.namespace, kind), what, self.namespace, timeout=10
+        )
+        return [stored.object for stored in found]
 
     # --- metrics ------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from hms_contracts import AgencyEvent, BusEvent
+from hms_contracts.config import ConfigObject
 
 from .configstore import Change
 from .declare import Declaration
@@ -127,6 +128,10 @@ class NOC:
     def register(self, *objects: Declaration) -> list[Change]:
         """Write declared objects (Metric, Alert with its Playbook, Playbook) to the registry."""
         return self._loop.run(self._core.register(*objects))
+
+    def objects(self, kind: str | None = None) -> list[ConfigObject]:
+        """The namespace's objects in the config registry (of one kind), by key."""
+        return self._loop.run(self._core.objects(kind))
 
     def observe(
         self,

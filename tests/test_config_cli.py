@@ -18,9 +18,8 @@ import pytest
 import yaml
 from hms_contracts import specs
 from hms_ops.state import ADMIN_USER, StatePaths, admin_connect
-from hms_stack.natsserver import NatsServer, free_port
-from hms_stack.stack import provision_stack, stack_server
-from hms_stack.state import load_credentials, write_stack_file
+from hms_stack.state import load_credentials
+from hms_testing.stacks import hms_ops_in, provisioned_state
 
 NS = "usds_unemployment"
 
@@ -50,25 +49,8 @@ steps:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StatePaths]:
     """A stack's NATS with its state folder, provisioned by the admin (no services)."""
-    paths = StatePaths(Path(tmp_path_factory.mktemp("cli")) / "state")
-    paths.make()
-    creds = load_credentials(paths)
-    server: NatsServer = stack_server(paths, creds, "127.0.0.1", free_port())
-    server.start()
-
-    async def provision() -> None:
-        nc = await admin_connect(server.url, creds[ADMIN_USER])
-        try:
-            await provision_stack(nc.jetstream())
-        finally:
-            await nc.close()
-
-    try:
-        asyncio.run(provision())
-        write_stack_file(paths, {"nats_url": server.url})
+    with provisioned_state(Path(tmp_path_factory.mktemp("cli")) / "state") as paths:
         yield paths
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -78,14 +60,7 @@ def namespace(stack: StatePaths, request: pytest.FixtureRequest) -> str:
 
 
 def hms_ops(stack: StatePaths, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hms_ops", *args],
-        env={**os.environ, "HMS_STATE_DIR": str(stack.root)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return hms_ops_in(stack, *args)
 
 
 def write(tmp_path: Path, name: str, text: str, namespace: str) -> Path:

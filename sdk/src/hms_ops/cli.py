@@ -14,6 +14,7 @@ from rich.table import Table
 
 from .applycli import register as register_registry_commands
 from .errors import StackError
+from .jobscli import register as register_jobs_commands
 from .state import StatePaths, default_state_dir
 from .status import as_json, collect_status, problems, stack_problems
 
@@ -108,6 +109,7 @@ def status(
 
 
 register_registry_commands(app, state_paths)
+register_jobs_commands(app, state_paths)
 
 
 def _add_commands() -> None:
@@ -138,6 +140,7 @@ def main() -> None:
     # a command of the SDK's own (``status``) does not pay for importing the stack's
     asked = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
     own = {c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands}
+    own |= {g.name for g in app.registered_groups if g.name}
     if asked not in own:
         _add_commands()
     app()

@@ -45,13 +45,25 @@ def config_files(paths: Iterable[Path]) -> list[Path]:
     return files
 
 
-def load_objects(paths: Sequence[Path], namespace: str | None = None) -> list[Located]:
+def load_objects(
+    paths: Sequence[Path],
+    namespace: str | None = None,
+    *,
+    default_kind: str | None = None,
+    default_namespace: str | None = None,
+) -> list[Located]:
     """Every object declared in ``paths``; InvalidObject listing every error when any is
-    invalid (nothing is returned then, so nothing is written)."""
+    invalid (nothing is returned then, so nothing is written).
+
+    ``namespace`` is asked for (a document naming another is an error); ``default_kind`` and
+    ``default_namespace`` only fill in a document that names none (``jobs apply`` reads the
+    documents' job files, which carry neither).
+    """
     found: list[Located] = []
     errors: list[str] = []
+    defaults = {"kind": default_kind, "namespace": default_namespace}
     for path in config_files(paths):
-        for item in _load_file(path, namespace, errors):
+        for item in _load_file(path, namespace, errors, defaults):
             found.append(item)
     seen: dict[str, Located] = {}
     for item in found:
@@ -68,7 +80,9 @@ def load_objects(paths: Sequence[Path], namespace: str | None = None) -> list[Lo
     return found
 
 
-def _load_file(path: Path, namespace: str | None, errors: list[str]) -> list[Located]:
+def _load_file(
+    path: Path, namespace: str | None, errors: list[str], defaults: dict[str, str | None]
+) -> list[Located]:
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
@@ -82,6 +96,10 @@ def _load_file(path: Path, namespace: str | None, errors: list[str]) -> list[Loc
             if node is None:
                 continue
             data = loader.construct_document(node)
+            if isinstance(data, dict):
+                for field, value in defaults.items():
+                    if value is not None and field not in data:
+                        data[field] = value
             located = _parse(path, node, data, namespace, errors)
             if located is not None:
                 found.append(located)
@@ -103,7 +121,7 @@ def _parse(
     if not isinstance(data, dict):
         errors.append(f"{path}:{line}: a document must be a mapping with kind:, not {data!r:.40}")
         return None
-    what = f"{data.get('kind', 'object')} {data.get('name', '?')!r}"
+    what = f"{data.get('kind', 'object')} {data.get('name', data.get('id', '?'))!r}"
     try:
         obj = parse_object(data, namespace=namespace)
     except ValidationError as exc:

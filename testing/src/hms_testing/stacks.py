@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -15,7 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hms_stack.natsserver import free_port
+from hms_ops.state import ADMIN_USER, StatePaths, admin_connect
+from hms_stack.natsserver import NatsServer, free_port
+from hms_stack.stack import provision_stack, stack_server
+from hms_stack.state import load_credentials, write_stack_file
 
 from .waiting import wait_for
 
@@ -164,3 +168,40 @@ def fill(disk: Path) -> Path:
         while True:
             out.write(b"\0" * (1 << 20))
     return filler
+
+
+@contextlib.contextmanager
+def provisioned_state(root: Path) -> Iterator[StatePaths]:
+    """A stack's NATS and state folder as after ``hms-ops up``, provisioned by its admin, with
+    no services: what the CLI's client commands need to find and use it."""
+    paths = StatePaths(root)
+    paths.make()
+    creds = load_credentials(paths)
+    server: NatsServer = stack_server(paths, creds, "127.0.0.1", free_port())
+    server.start()
+
+    async def provision() -> None:
+        nc = await admin_connect(server.url, creds[ADMIN_USER])
+        try:
+            await provision_stack(nc.jetstream())
+        finally:
+            await nc.close()
+
+    try:
+        asyncio.run(provision())
+        write_stack_file(paths, {"nats_url": server.url})
+        yield paths
+    finally:
+        server.stop()
+
+
+def hms_ops_in(paths: StatePaths, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m hms_ops ARGS`` finding the stack through its state folder."""
+    return subprocess.run(
+        [sys.executable, "-m", "hms_ops", *args],
+        env={**os.environ, "HMS_STATE_DIR": str(paths.root)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )

@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from hms_contracts.fields import Token
+from hms_contracts.runs import RunScheduled, run_id_for
 
 from .base import ConfigObject, Duration, kind, parse_duration
 
@@ -252,6 +253,21 @@ class Job(ConfigObject):
     @property
     def backoff_td(self) -> tuple[timedelta, ...]:
         return tuple(parse_duration(step) for step in self.backoff)
+
+    def run_at(self, scheduled_at: datetime, now: datetime) -> RunScheduled:
+        """The work-queue event of the run filling the slot ``scheduled_at`` (its id is
+        ``<name>@<scheduled_at UTC>``, so the slot is enqueued once however often it is asked)."""
+        sla = self.sla
+        return RunScheduled.create(
+            occurred_at=now,
+            namespace=self.namespace,
+            job_id=self.name,
+            run_id=run_id_for(self.name, scheduled_at),
+            queue=self.queue,
+            scheduled_at=scheduled_at,
+            deadline=None if sla is None else scheduled_at + sla,
+            task=self.task(),
+        )
 
     def task(self) -> dict[str, Any]:
         """What the workers need to run one of its runs (``RunScheduled.task``)."""

@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from hms_contracts.config import Job
-from hms_contracts.runs import RunScheduled
 from hms_kit import Clock, publish_many
 from nats.js import JetStreamContext
 from prometheus_client import CollectorRegistry, Counter
 
-from .core import Decision, Slot, due
+from .core import Decision, due
 from .ports import ActiveRuns, JobSource, Ledger
 
 log = logging.getLogger(__name__)
@@ -48,21 +47,6 @@ class SchedulerMetrics:
         self.skipped = Counter(
             "hms_scheduler_slots_skipped", "Slots decided without a run", ["reason"], registry=r
         )
-
-
-def run_for(job: Job, s: Slot, now: datetime) -> RunScheduled:
-    """The work-queue event of one slot."""
-    sla = job.sla
-    return RunScheduled.create(
-        occurred_at=now,
-        namespace=job.namespace,
-        job_id=job.name,
-        run_id=s.run_id,
-        queue=job.queue,
-        scheduled_at=s.scheduled_at,
-        deadline=None if sla is None else s.scheduled_at + sla,
-        task=job.task(),
-    )
 
 
 class Firing:
@@ -117,7 +101,7 @@ class Firing:
         for run_id in decision.cancel:
             # cancelling is the worker pool's, on an event of its own (issue 8, worker side)
             log.warning("job %s: replace asks to cancel run %s", job.key(), run_id)
-        events = [run_for(job, s, now) for s in decision.enqueue]
+        events = [job.run_at(s.scheduled_at, now) for s in decision.enqueue]
         acks = await publish_many(self.js, events)
         duplicates = sum(1 for ack in acks if ack.duplicate)
         self.metrics.enqueued.inc(len(acks) - duplicates)

@@ -1,4 +1,6 @@
-"""A job's schedule as instants: the cron library read in the job's time zone, in UTC.
+"""Re-exports the schedule as instants (``hms_contracts.config.schedule``), and jitter.
+
+A job's schedule as instants: the cron library read in the job's time zone, in UTC.
 
 ``cronsim`` follows the Debian cron convention across daylight-saving changes, which is the one
 we promise: a fixed-time job (minute and hour both given, e.g. ``30 2 * * *``) runs once in a
@@ -14,27 +16,9 @@ dropped here, which is what keeps every slot strictly after the watermark.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import timedelta
 
-from cronsim import CronSim
-from hms_contracts.config import Job
-
-
-def zone_of(job: Job) -> tzinfo:
-    """The job's time zone (the library special-cases ``datetime.UTC``)."""
-    return UTC if job.timezone == "UTC" else job.tz
-
-
-def slots_after(job: Job, after: datetime) -> Iterator[datetime]:
-    """The job's schedule slots strictly after ``after``, as aware UTC datetimes, in order."""
-    if after.utcoffset() is None:
-        raise ValueError(f"slots_after: {after!r} must be timezone-aware")
-    after = after.astimezone(UTC)
-    for local in CronSim(job.schedule, after.astimezone(zone_of(job))):
-        at = local.astimezone(UTC)
-        if at > after:
-            yield at
+from hms_contracts.config.schedule import slots_after, zone_of
 
 
 def jitter_for(run_id: str, jitter: timedelta) -> timedelta:
@@ -45,3 +29,6 @@ def jitter_for(run_id: str, jitter: timedelta) -> timedelta:
         return timedelta(0)
     digest = hashlib.sha256(run_id.encode()).digest()
     return timedelta(milliseconds=int.from_bytes(digest[:8], "big") % (steps + 1))
+
+
+__all__ = ["jitter_for", "slots_after", "zone_of"]

@@ -161,3 +161,38 @@ async def test_sigterm_stops_the_run_in_hand_and_hands_it_back_at_once(
     second = await start_worker(start_service, js, ACK_WAIT_S="60")
     await wait_until(lambda: outcomes(second), timeout=15, message="the run's outcome")
     assert outcomes(second) == [(ns, run.run_id, "completed", 2)]
+
+
+async def test_a_run_longer_than_the_ack_wait_keeps_its_delivery_and_runs_once(
+    start_service: ServiceLauncher, js: JetStreamContext, tmp_path: Path
+) -> None:
+    worker = await start_worker(start_service, js)  # ack wait 2 s
+    ns = namespace()
+    marker = tmp_path / "attempts"
+    script = f"open({str(marker)!r}, 'a').write('x'); import time; time.sleep(5)"
+    run = await schedule(js, ns, command=[PY, "-c", script])
+    await wait_until(lambda: outcomes(worker), timeout=30, message="the run's outcome")
+    assert outcomes(worker) == [(ns, run.run_id, "completed", 1)]
+    assert marker.read_text() == "x"
+
+
+async def test_a_redelivered_run_that_already_ended_is_acked_without_running(
+    start_service: ServiceLauncher, js: JetStreamContext, tmp_path: Path
+) -> None:
+    worker = await start_worker(start_service, js)
+    ns = namespace()
+    marker = tmp_path / "attempts"
+    run = await schedule(js, ns, command=[PY, "-c", f"open({str(marker)!r}, 'a').write('x')"])
+    await wait_until(lambda: outcomes(worker), timeout=20, message="the run's outcome")
+    # the same run again, past JetStream's dedupe (as after a crash between record and ack)
+    again = await js.publish(
+        run.subject(), run.model_dump_json().encode(), headers={"Nats-Msg-Id": "again"}
+    )
+
+    async def acked() -> bool:
+        info = await js.consumer_info(specs.JOB_RUNS.name, specs.WORKER_RUNS.durable)
+        return info.ack_floor is not None and int(info.ack_floor.stream_seq or 0) >= again.seq
+
+    await wait_until(acked, timeout=20, message="the second delivery acked")
+    assert marker.read_text() == "x"
+    assert kinds(await run_events(js, ns)) == ["started", "completed"]

@@ -196,3 +196,29 @@ async def test_a_redelivered_run_that_already_ended_is_acked_without_running(
     await wait_until(acked, timeout=20, message="the second delivery acked")
     assert marker.read_text() == "x"
     assert kinds(await run_events(js, ns)) == ["started", "completed"]
+
+
+async def test_an_invalid_work_item_is_dead_lettered_and_the_next_run_still_completes(
+    start_service: ServiceLauncher, js: JetStreamContext
+) -> None:
+    worker = await start_worker(start_service, js)
+    ns = namespace()
+    poison = subjects.JOB_RUN.subject(ns, "q")
+    await js.publish(poison, b'{"not": "a run"}', headers={"Nats-Msg-Id": f"{ns}-poison"})
+    [letter] = await dead_letters(js, poison, 1)
+    assert letter.data == b'{"not": "a run"}'
+    run = await schedule(js, ns, python="builtins:print")
+    await wait_until(lambda: outcomes(worker), timeout=20, message="the run's outcome")
+    assert outcomes(worker) == [(ns, run.run_id, "completed", 1)]
+
+
+async def test_an_image_run_is_dead_lettered_for_want_of_a_container_engine(
+    start_service: ServiceLauncher, js: JetStreamContext
+) -> None:
+    worker = await start_worker(start_service, js)
+    ns = namespace()
+    run = await schedule(js, ns, image="usgov/ssa-worker:v1")
+    await wait_until(lambda: outcomes(worker), timeout=20, message="the run's outcome")
+    assert outcomes(worker) == [(ns, run.run_id, "dead_lettered", 1)]
+    [*_, gave_up] = await run_events(js, ns)
+    assert "no container engine configured" in gave_up["reason"]

@@ -98,6 +98,7 @@ async def test_a_run_whose_command_succeeds_starts_and_completes_once(
     events = await run_events(js, ns)
     assert kinds(events) == ["started", "completed"]
     assert events[0]["worker_id"] == worker.instance_id
+    assert await worker.metric("hms_worker_runs_total") == 1
 
 
 async def test_a_failing_run_is_retried_then_dead_lettered_once(
@@ -196,6 +197,8 @@ async def test_a_redelivered_run_that_already_ended_is_acked_without_running(
     await wait_until(acked, timeout=20, message="the second delivery acked")
     assert marker.read_text() == "x"
     assert kinds(await run_events(js, ns)) == ["started", "completed"]
+    # one completion, one redelivery recognised as already ended
+    assert await worker.metric("hms_worker_runs_total") == 2
 
 
 async def test_an_invalid_work_item_is_dead_lettered_and_the_next_run_still_completes(

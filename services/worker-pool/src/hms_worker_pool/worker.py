@@ -31,6 +31,7 @@ from hms_kit import Clock, Reject, Retry, Service, publish
 from hms_kit.consumer import BatchConsumer, Delivery
 
 from .core import TaskError, failure_fate, parse_task
+from .metrics import WorkerMetrics
 from .runner import RunContext, TaskResult, run_task
 from .store import OUTCOMES_FILE, Outcome, OutcomeStore
 
@@ -61,7 +62,9 @@ class Worker:
         *,
         scratch_root: Path,
         kill_grace_s: float,
+        metrics: WorkerMetrics,
     ) -> None:
+        self.metrics = metrics
         self.service = service
         self.store = store
         self.clock = clock
@@ -83,6 +86,7 @@ class Worker:
             log.info(
                 "run %s/%s already %s; acking its redelivery", run.namespace, run.run_id, ended
             )
+            self.metrics.runs.labels(outcome="already_ended").inc()
             return
         facts = {"namespace": run.namespace, "job_id": run.job_id, "run_id": run.run_id}
         facts["queue"] = run.queue
@@ -105,6 +109,7 @@ class Worker:
         scratch.mkdir(parents=True, exist_ok=True)
         ctx = RunContext(run.run_id, run.job_id, run.namespace, attempt, scratch)
         beating = asyncio.ensure_future(self._keep_alive(d))
+        self.metrics.running.inc()
         try:
             result = await run_task(task, ctx, grace_s=self.kill_grace_s)
         except asyncio.CancelledError:
@@ -115,6 +120,8 @@ class Worker:
             raise
         finally:
             beating.cancel()
+            self.metrics.running.dec()
+            self.metrics.duration.observe(max(self.clock.monotonic() - started, 0.0))
             shutil.rmtree(scratch, ignore_errors=True)
         if result.ok:
             await self._emit(
@@ -126,6 +133,7 @@ class Worker:
                 )
             )
             await self._record(run, "completed", attempt, "")
+            self.metrics.runs.labels(outcome="completed").inc()
             return
         fate = failure_fate(task, attempt, self.spec)
         error = failure_text(result)
@@ -140,6 +148,7 @@ class Worker:
                     **facts,
                 )
             )
+            self.metrics.runs.labels(outcome="retried").inc()
             raise Retry(result.error, delay_s=fate.delay_s)
         await self._emit(
             RunFailed.create(
@@ -162,6 +171,7 @@ class Worker:
             )
         )
         await self._record(d.event, "dead_lettered", attempt, reason)
+        self.metrics.runs.labels(outcome="dead_lettered").inc()
         raise Reject(reason)
 
     async def _record(self, run: RunScheduled, outcome: str, attempts: int, detail: str) -> None:
@@ -191,6 +201,7 @@ async def work(
         spec,
         scratch_root=settings.state_dir / "runs",
         kill_grace_s=kill_grace_s,
+        metrics=WorkerMetrics(service.metrics.registry),
     )
     consumers = [
         BatchConsumer.for_service(service, spec, RunScheduled, worker.handle, batch=1)

@@ -225,3 +225,26 @@ async def test_an_image_run_is_dead_lettered_for_want_of_a_container_engine(
     assert outcomes(worker) == [(ns, run.run_id, "dead_lettered", 1)]
     [*_, gave_up] = await run_events(js, ns)
     assert "no container engine configured" in gave_up["reason"]
+
+
+async def test_one_process_works_as_many_runs_at_once_as_its_concurrency(
+    start_service: ServiceLauncher, js: JetStreamContext, tmp_path: Path
+) -> None:
+    worker = await start_worker(start_service, js, CONCURRENCY="2")
+    started = tmp_path / "started"
+    started.mkdir()
+    # each run waits until both have started: they finish only if they run side by side
+    script = (
+        "import os, pathlib, sys, time\n"
+        f"d = pathlib.Path({str(started)!r})\n"
+        "(d / os.environ['HMS_NAMESPACE']).touch()\n"
+        "end = time.monotonic() + 10\n"
+        "while len(list(d.iterdir())) < 2:\n"
+        "    if time.monotonic() > end: sys.exit(1)\n"
+        "    time.sleep(0.05)\n"
+    )
+    first, second = namespace(), namespace()
+    for ns in (first, second):
+        await schedule(js, ns, command=[PY, "-c", script])
+    await wait_until(lambda: len(outcomes(worker)) == 2, timeout=20, message="both outcomes")
+    assert {o[2] for o in outcomes(worker)} == {"completed"}

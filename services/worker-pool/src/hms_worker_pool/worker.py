@@ -105,7 +105,9 @@ class Worker:
             )
         )
         started = self.clock.monotonic()
-        scratch = self.scratch_root / f"{_UNSAFE.sub('_', run.run_id)}-{attempt}"
+        # two namespaces may run the same job id at the same instant
+        name = f"{run.namespace}-{run.run_id}-{attempt}"
+        scratch = self.scratch_root / _UNSAFE.sub("_", name)
         scratch.mkdir(parents=True, exist_ok=True)
         ctx = RunContext(run.run_id, run.job_id, run.namespace, attempt, scratch)
         beating = asyncio.ensure_future(self._keep_alive(d))

@@ -1,16 +1,17 @@
-"""Builds the worker-pool service: its settings, routers and resources, and nothing else."""
+"""Builds the worker-pool service: its settings, its worker loop and resources, and nothing else."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
-from hms_kit import Service, SystemClock
+from hms_kit import Clock, Service, SystemClock
 
 from . import __version__
 from .core import SERVICE
 from .handlers import router
 from .settings import WorkerPoolSettings
+from .worker import work
 
 
 @asynccontextmanager
@@ -20,12 +21,28 @@ async def resources(service: Service) -> AsyncIterator[Mapping[str, object]]:
     yield {"clock": SystemClock()}
 
 
-def create_service(settings: WorkerPoolSettings | None = None) -> Service:
-    """The worker-pool process: broker, app, resources, health, heartbeat."""
+def create_service(
+    settings: WorkerPoolSettings | None = None, *, clock: Clock | None = None
+) -> Service:
+    """The worker-pool process: broker, app, resources, health, heartbeat, the worker loop."""
+    settings = settings or WorkerPoolSettings()
+    spec = settings.consumer()
+
+    async def loop(service: Service) -> None:
+        await work(
+            service,
+            spec,
+            clock or SystemClock(),
+            concurrency=settings.concurrency,
+            kill_grace_s=settings.kill_grace_s,
+        )
+
     return Service(
         SERVICE,
-        settings or WorkerPoolSettings(),
+        settings,
         version=__version__,
         routers=(router,),
         resources=resources,
+        loops=(loop,),
+        consumers=(spec,),
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from hms_contracts import specs
 from hms_kit import ServiceSettings, settings_config
+from pydantic import Field
 
 from .core import SERVICE
 
@@ -11,3 +13,25 @@ class WorkerPoolSettings(ServiceSettings):
     """Everything the worker-pool reads from its environment."""
 
     model_config = settings_config(SERVICE)
+
+    concurrency: int = Field(default=4, ge=1, le=256, description="Runs one process works at once")
+    kill_grace_s: float = Field(
+        default=5.0, gt=0, description="After SIGTERM to a timed-out command's group, until SIGKILL"
+    )
+    ack_wait_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Consumer ack wait, without server backoff (default: the spec's wait and "
+        "backoff)",
+    )
+
+    def consumer(self) -> specs.ConsumerSpec:
+        """The ``worker_pool`` durable as this deployment provisions it.
+
+        With ``ack_wait_s`` the consumer has no server-side backoff: JetStream measures a nak's
+        delay from the ack wait and then adds the backoff step of that delivery, which would
+        stretch the job's own retry delays; the worker states each delay in its nak instead.
+        """
+        if self.ack_wait_s is None:
+            return specs.WORKER_RUNS
+        return specs.WORKER_RUNS.model_copy(update={"ack_wait_s": self.ack_wait_s, "backoff_s": ()})

@@ -1,0 +1,176 @@
+"""Running a run's task: a command in its own process group (timeout, capped output, minimal
+environment, never a shell), a Python function with a run context, or a container image (not
+yet: no container engine is configured)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import inspect
+import logging
+import os
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .core import Task, cap_output, minimal_env
+
+log = logging.getLogger(__name__)
+
+#: captured output kept per run (stdout and stderr together); the rest is read and dropped
+OUTPUT_CAP = 64 * 1024
+#: after SIGTERM to the group, how long before SIGKILL
+KILL_GRACE_S = 5.0
+_CHUNK = 16 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RunContext:
+    """What a run's code knows of its run; a ``python`` task's function receives it."""
+
+    run_id: str
+    job_id: str
+    namespace: str
+    attempt: int
+    scratch_dir: Path
+
+
+@dataclass(frozen=True, slots=True)
+class TaskResult:
+    """How one attempt ended: ``ok``, else ``error`` says why (exit code, timeout, reason)."""
+
+    ok: bool
+    error: str = ""
+    exit_code: int | None = None
+    output: str = ""
+    truncated: bool = False
+    timed_out: bool = False
+
+
+async def _read_capped(stream: asyncio.StreamReader, limit: int) -> tuple[bytes, bool]:
+    kept = bytearray()
+    cut = False
+    while chunk := await stream.read(_CHUNK):
+        room = limit - len(kept)
+        if len(chunk) > room:
+            cut = True
+        kept += chunk[: max(room, 0)]
+    return bytes(kept), cut
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+async def _stop_group(proc: asyncio.subprocess.Process, grace_s: float) -> None:
+    """SIGTERM to the whole group, SIGKILL after ``grace_s`` if the leader still runs."""
+    _signal_group(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(proc.wait(), grace_s)
+    _signal_group(proc.pid, signal.SIGKILL)
+    await proc.wait()
+
+
+async def run_command(
+    argv: tuple[str, ...],
+    *,
+    env: Mapping[str, str],
+    cwd: Path,
+    timeout_s: float | None = None,
+    output_cap: int = OUTPUT_CAP,
+    grace_s: float = KILL_GRACE_S,
+) -> TaskResult:
+    """Run ``argv`` (no shell) in a new process group; stop the group on timeout or when
+    cancelled; whatever the group left running is killed once the command has ended."""
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            env=dict(env),
+            cwd=cwd,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        return TaskResult(ok=False, error=f"command {argv[0]!r} could not start: {exc}")
+    assert proc.stdout is not None
+    reader = asyncio.ensure_future(_read_capped(proc.stdout, output_cap))
+    timed_out = False
+    try:
+        await asyncio.wait_for(proc.wait(), timeout_s)
+    except TimeoutError:
+        timed_out = True
+        await _stop_group(proc, grace_s)
+    except asyncio.CancelledError:
+        await asyncio.shield(_stop_group(proc, grace_s))
+        reader.cancel()
+        raise
+    finally:
+        # a grandchild left behind would outlive the run and hold the output pipe open
+        _signal_group(proc.pid, signal.SIGKILL)
+    try:
+        data, cut = await asyncio.wait_for(reader, grace_s)
+    except TimeoutError:
+        data, cut = b"", False
+    text, capped = cap_output(data, output_cap)
+    code = proc.returncode
+    if timed_out:
+        error = f"command {argv[0]!r} timed out after {timeout_s:g} s; its process group was killed"
+    elif code != 0:
+        error = f"command {argv[0]!r} exited with {code}"
+    else:
+        error = ""
+    return TaskResult(
+        ok=not timed_out and code == 0,
+        error=error,
+        exit_code=code,
+        output=text,
+        truncated=cut or capped,
+        timed_out=timed_out,
+    )
+
+
+async def run_python(target: str, ctx: RunContext, *, timeout_s: float | None) -> TaskResult:
+    """Import ``package.module:function`` and call it with ``ctx`` (awaited when async; a
+    plain function runs in a thread, so the worker's loop goes on)."""
+    module_name, _, attr = target.partition(":")
+    try:
+        func = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        return TaskResult(ok=False, error=f"python {target!r} cannot be imported: {exc}")
+    if not callable(func):
+        return TaskResult(ok=False, error=f"python {target!r} is not callable")
+    try:
+        if inspect.iscoroutinefunction(func):
+            await asyncio.wait_for(func(ctx), timeout_s)
+        else:
+            await asyncio.wait_for(asyncio.to_thread(func, ctx), timeout_s)
+    except TimeoutError:
+        return TaskResult(
+            ok=False, timed_out=True, error=f"python {target!r} timed out after {timeout_s:g} s"
+        )
+    except Exception as exc:
+        return TaskResult(ok=False, error=f"python {target!r} raised {type(exc).__name__}: {exc}")
+    return TaskResult(ok=True)
+
+
+async def run_task(task: Task, ctx: RunContext, *, grace_s: float = KILL_GRACE_S) -> TaskResult:
+    """Run ``task`` for the run ``ctx`` describes, in its scratch directory."""
+    if task.command is not None:
+        env = minimal_env(
+            os.environ,
+            home=str(ctx.scratch_dir),
+            run_id=ctx.run_id,
+            job_id=ctx.job_id,
+            namespace=ctx.namespace,
+        )
+        return await run_command(
+            task.command, env=env, cwd=ctx.scratch_dir, timeout_s=task.timeout_s, grace_s=grace_s
+        )
+    if task.python is not None:
+        return await run_python(task.python, ctx, timeout_s=task.timeout_s)
+    return TaskResult(ok=False, error=f"image {task.image!r}: no container engine configured")

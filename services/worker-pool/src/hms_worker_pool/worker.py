@@ -1,0 +1,215 @@
+"""The worker loop: pull runs from the ``worker_pool`` durable, run each once, report it on
+``job.event.<ns>.*``, record its end before the ack.
+
+Per work item: a run already recorded as ended is acked without running (a redelivery after
+a crash between record and ack); otherwise ``RunStarted``, the task (with ``in_progress``
+heartbeats so a long run keeps its delivery), then ``RunCompleted``, or ``RunFailed`` and a
+nak after the job's backoff, or on the last attempt ``RunFailed``, ``RunDeadLettered`` and the
+kit's dead-letter. Events are published before the outcome is recorded: a crash in between
+republishes the same deterministic ids, which JetStream and consumers dedupe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+from hms_contracts.runs import (
+    RunCompleted,
+    RunDeadLettered,
+    RunFailed,
+    RunScheduled,
+    RunStarted,
+)
+from hms_contracts.specs import ConsumerSpec
+from hms_kit import Clock, Reject, Retry, Service, publish
+from hms_kit.consumer import BatchConsumer, Delivery
+
+from .core import TaskError, failure_fate, parse_task
+from .metrics import WorkerMetrics
+from .runner import RunContext, TaskResult, run_task
+from .store import OUTCOMES_FILE, Outcome, OutcomeStore
+
+log = logging.getLogger(__name__)
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+#: how much of a failed command's output goes into RunFailed.error
+ERROR_OUTPUT_TAIL = 4096
+
+
+def failure_text(result: TaskResult) -> str:
+    """The error and the tail of the output, for RunFailed."""
+    if not result.output:
+        return result.error
+    marker = " (output truncated)" if result.truncated else ""
+    return f"{result.error}{marker}; output:\n{result.output[-ERROR_OUTPUT_TAIL:]}"
+
+
+class Worker:
+    """Runs the work items one BatchConsumer hands it, one at a time."""
+
+    def __init__(
+        self,
+        service: Service,
+        store: OutcomeStore,
+        clock: Clock,
+        spec: ConsumerSpec,
+        *,
+        scratch_root: Path,
+        kill_grace_s: float,
+        metrics: WorkerMetrics,
+    ) -> None:
+        self.metrics = metrics
+        self.service = service
+        self.store = store
+        self.clock = clock
+        self.spec = spec
+        self.scratch_root = scratch_root
+        self.kill_grace_s = kill_grace_s
+
+    async def handle(self, batch: Sequence[Delivery[RunScheduled]]) -> None:
+        for delivery in batch:
+            await self.run_one(delivery)
+
+    async def _emit(self, event: RunStarted | RunCompleted | RunFailed | RunDeadLettered) -> None:
+        await publish(self.service.js, event)
+
+    async def run_one(self, d: Delivery[RunScheduled]) -> None:
+        run = d.event
+        ended = await self.store.get(run.namespace, run.run_id)
+        if ended is not None:
+            log.info(
+                "run %s/%s already %s; acking its redelivery", run.namespace, run.run_id, ended
+            )
+            self.metrics.runs.labels(outcome="already_ended").inc()
+            return
+        facts = {"namespace": run.namespace, "job_id": run.job_id, "run_id": run.run_id}
+        facts["queue"] = run.queue
+        attempt = d.attempt
+        try:
+            task = parse_task(run.task)
+        except TaskError as exc:
+            await self._give_up(d, facts, f"run {run.run_id!r}: {exc}", attempt)
+            return
+        await self._emit(
+            RunStarted.create(
+                occurred_at=self.clock.now(),
+                worker_id=self.service.instance_id,
+                attempt=attempt,
+                **facts,
+            )
+        )
+        started = self.clock.monotonic()
+        # two namespaces may run the same job id at the same instant
+        name = f"{run.namespace}-{run.run_id}-{attempt}"
+        scratch = self.scratch_root / _UNSAFE.sub("_", name)
+        scratch.mkdir(parents=True, exist_ok=True)
+        ctx = RunContext(run.run_id, run.job_id, run.namespace, attempt, scratch)
+        beating = asyncio.ensure_future(self._keep_alive(d))
+        self.metrics.running.inc()
+        try:
+            result = await run_task(task, ctx, grace_s=self.kill_grace_s)
+        except asyncio.CancelledError:
+            # draining: hand the run back at once rather than after the ack wait
+            log.info("run %s interrupted by shutdown; nakked", run.run_id)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(d.msg.nak())
+            raise
+        finally:
+            beating.cancel()
+            self.metrics.running.dec()
+            self.metrics.duration.observe(max(self.clock.monotonic() - started, 0.0))
+            shutil.rmtree(scratch, ignore_errors=True)
+        if result.ok:
+            await self._emit(
+                RunCompleted.create(
+                    occurred_at=self.clock.now(),
+                    items=run.items,
+                    duration_s=max(self.clock.monotonic() - started, 0.0),
+                    **facts,
+                )
+            )
+            await self._record(run, "completed", attempt, "")
+            self.metrics.runs.labels(outcome="completed").inc()
+            return
+        fate = failure_fate(task, attempt, self.spec)
+        error = failure_text(result)
+        if fate.will_retry:
+            await self._emit(
+                RunFailed.create(
+                    occurred_at=self.clock.now(),
+                    error=error,
+                    attempt=attempt,
+                    will_retry=True,
+                    retry_in_s=fate.delay_s,
+                    **facts,
+                )
+            )
+            self.metrics.runs.labels(outcome="retried").inc()
+            raise Retry(result.error, delay_s=fate.delay_s)
+        await self._emit(
+            RunFailed.create(
+                occurred_at=self.clock.now(),
+                error=error,
+                attempt=attempt,
+                will_retry=False,
+                **facts,
+            )
+        )
+        await self._give_up(d, facts, result.error, attempt)
+
+    async def _give_up(
+        self, d: Delivery[RunScheduled], facts: dict[str, str], reason: str, attempt: int
+    ) -> None:
+        reason = reason[:1000] or "failed"
+        await self._emit(
+            RunDeadLettered.create(
+                occurred_at=self.clock.now(), reason=reason, attempts=attempt, **facts
+            )
+        )
+        await self._record(d.event, "dead_lettered", attempt, reason)
+        self.metrics.runs.labels(outcome="dead_lettered").inc()
+        raise Reject(reason)
+
+    async def _record(self, run: RunScheduled, outcome: str, attempts: int, detail: str) -> None:
+        await self.store.record(
+            Outcome(run.namespace, run.run_id, outcome, attempts, detail, self.clock.now())
+        )
+
+    async def _keep_alive(self, d: Delivery[RunScheduled]) -> None:
+        """Tell JetStream the run is still being worked on, every third of the ack wait."""
+        interval = self.spec.ack_wait_s / 3
+        while True:
+            await asyncio.sleep(interval)
+            with contextlib.suppress(Exception):
+                await d.msg.in_progress()
+
+
+async def work(
+    service: Service, spec: ConsumerSpec, clock: Clock, *, concurrency: int, kill_grace_s: float
+) -> None:
+    """The worker-pool's loop: ``concurrency`` pullers, each one run at a time."""
+    settings = service.settings
+    store = await OutcomeStore.open(settings.state_dir / OUTCOMES_FILE)
+    worker = Worker(
+        service,
+        store,
+        clock,
+        spec,
+        scratch_root=settings.state_dir / "runs",
+        kill_grace_s=kill_grace_s,
+        metrics=WorkerMetrics(service.metrics.registry),
+    )
+    consumers = [
+        BatchConsumer.for_service(service, spec, RunScheduled, worker.handle, batch=1)
+        for _ in range(concurrency)
+    ]
+    try:
+        await asyncio.gather(*(c.run() for c in consumers))
+    finally:
+        await store.close()

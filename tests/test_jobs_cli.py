@@ -118,3 +118,11 @@ def test_run_now_enqueues_one_run_for_the_minute(applied: StatePaths) -> None:
     run = next(r for r in enqueued if r.run_id == run_id)
     assert run.task["image"] == "usgov/ssa-worker:v1"
     assert run.deadline == run.scheduled_at + timedelta(minutes=300)
+
+
+def test_jobs_apply_takes_jobs_only(stack: StatePaths, tmp_path: Path) -> None:
+    path = tmp_path / "mixed.yaml"
+    path.write_text(DOCUMENTS_JOB + "---\nkind: metric\nname: api.latency_p99\n")
+    done = hms_ops_in(stack, "jobs", "apply", "-f", str(path), "--check")
+    assert done.returncode == 1
+    assert f"{path}:7: metric" in done.stderr

@@ -13,6 +13,7 @@ from hms_kit import provision_shared
 from hms_kit.registry import beat_forever, deregister
 from hms_ops.registry import read_registry
 from hms_testing import wait_until
+from hms_testing.samples import heartbeat
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
@@ -20,20 +21,7 @@ REGISTRY = specs.kv_stream(specs.SERVICE_REGISTRY)
 
 
 def beat_of(service: str, interval_s: float) -> ServiceHeartbeat:
-    now = datetime.now(UTC)
-    return ServiceHeartbeat.create(
-        occurred_at=now,
-        namespace="system",
-        service=service,
-        version="1",
-        instance_id="i1",
-        started_at=now,
-        health="ok",
-        http_url="http://127.0.0.1:1",
-        pid=1,
-        host="h",
-        interval_s=interval_s,
-    )
+    return heartbeat(service, at=datetime.now(UTC), interval_s=interval_s, instance_id="i1")
 
 
 async def test_reading_the_registry_leaves_no_consumer_behind(

@@ -60,7 +60,10 @@ async def registry(paths: StatePaths) -> AsyncIterator[ConfigStore]:
         await nc.close()
 
 
-def _run(paths: StatePaths, work: Callable[[ConfigStore], Awaitable[T]]) -> T:
+def on_registry(paths: StatePaths, work: Callable[[ConfigStore], Awaitable[T]]) -> T:
+    """Run ``work`` on the registry of the stack at ``paths``; errors become one line and an
+    exit code."""
+
     async def go() -> T:
         async with registry(paths) as store:
             return await work(store)
@@ -79,6 +82,39 @@ def _run(paths: StatePaths, work: Callable[[ConfigStore], Awaitable[T]]) -> T:
     except HmsOpsError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from None
+
+
+def apply_files(
+    paths: StatePaths,
+    files: list[Path],
+    namespace: str | None,
+    *,
+    check: bool,
+    kind: str | None = None,
+    default_namespace: str | None = None,
+) -> None:
+    """Validate every document in ``files``, then (unless ``check``) apply them all or none.
+    With ``kind``, documents that name none are of that kind, and no other kind is taken."""
+    try:
+        located = load_objects(
+            files, namespace, default_kind=kind, default_namespace=default_namespace
+        )
+    except InvalidObject as exc:
+        print(exc, file=sys.stderr)
+        raise typer.Exit(1) from None
+    others = [
+        f"{i.path}:{i.line}: {i.object.kind}" for i in located if kind not in (None, i.object.kind)
+    ]
+    if others:
+        # plain text: file:line references must not be wrapped
+        print(f"error: only {kind} objects are taken here: {'; '.join(others)}", file=sys.stderr)
+        raise typer.Exit(1)
+    if check:
+        print(f"{len(located)} objects valid")
+        return
+    changes = on_registry(paths, lambda s: s.apply([i.object for i in located]))
+    for change in changes:
+        print(f"{change.key} {change.action} (generation {change.generation})")
 
 
 def _kind(kind: str) -> str:
@@ -103,17 +139,7 @@ def register(app: typer.Typer, state_paths: Callable[[Path | None], StatePaths])
         state_dir: StateDir = None,
     ) -> None:
         """Create or update config objects from YAML (all of them, or none when one fails)."""
-        try:
-            located = load_objects(files, namespace)
-        except InvalidObject as exc:
-            print(exc, file=sys.stderr)
-            raise typer.Exit(1) from None
-        if check:
-            print(f"{len(located)} objects valid")
-            return
-        changes = _run(state_paths(state_dir), lambda s: s.apply([i.object for i in located]))
-        for change in changes:
-            print(f"{change.key} {change.action} (generation {change.generation})")
+        apply_files(state_paths(state_dir), files, namespace, check=check)
 
     @app.command()
     def get(
@@ -137,7 +163,7 @@ def register(app: typer.Typer, state_paths: Callable[[Path | None], StatePaths])
                 stored = await store.objects(namespace or "*", kind)
             return [s.object.document() for s in stored]
 
-        docs = _run(state_paths(state_dir), read)
+        docs = on_registry(state_paths(state_dir), read)
         if name is not None and not docs:
             err.print(f"[red]error:[/] no {kind} {name!r} in {namespace}")
             raise typer.Exit(1)
@@ -155,7 +181,7 @@ def register(app: typer.Typer, state_paths: Callable[[Path | None], StatePaths])
     ) -> None:
         """Delete a config object (its history stays)."""
         _kind(kind)
-        change = _run(state_paths(state_dir), lambda s: s.delete(namespace, kind, name))
+        change = on_registry(state_paths(state_dir), lambda s: s.delete(namespace, kind, name))
         print(f"{change.key} {change.action}")
 
     @app.command()
@@ -168,7 +194,7 @@ def register(app: typer.Typer, state_paths: Callable[[Path | None], StatePaths])
     ) -> None:
         """Every version the registry keeps of an object, oldest first."""
         _kind(kind)
-        versions = _run(state_paths(state_dir), lambda s: s.history(namespace, kind, name))
+        versions = on_registry(state_paths(state_dir), lambda s: s.history(namespace, kind, name))
         entries = [v.entry.model_dump(mode="json") | {"revision": v.revision} for v in versions]
         if output == "json":
             print(json.dumps(entries, indent=2))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,8 +19,7 @@ import typer
 from hms_contracts.config import Job
 from hms_contracts.config.schedule import next_fires, zone_of
 
-from .applycli import Namespace, StateDir, _run, err
-from .configfiles import load_objects
+from .applycli import Namespace, StateDir, apply_files, on_registry
 from .configstore import ConfigStore
 from .errors import InvalidObject
 from .state import StatePaths
@@ -73,28 +71,9 @@ def register(app: typer.Typer, state_paths: Callable[[Path | None], StatePaths])
         state_dir: StateDir = None,
     ) -> None:
         """Create or update jobs from YAML (the documents' job files load as they are)."""
-        try:
-            located = load_objects(
-                files,
-                namespace,
-                default_kind="job",
-                default_namespace=os.environ.get("HMS_NAMESPACE", DEFAULT_NAMESPACE),
-            )
-        except InvalidObject as exc:
-            print(exc, file=sys.stderr)
-            raise typer.Exit(1) from None
-        others = [
-            f"{i.path}:{i.line}: a {i.object.kind}" for i in located if i.object.kind != "job"
-        ]
-        if others:
-            err.print(f"[red]error:[/] jobs apply takes jobs only: {'; '.join(others)}")
-            raise typer.Exit(1)
-        if check:
-            print(f"{len(located)} jobs valid")
-            return
-        changes = _run(state_paths(state_dir), lambda s: s.apply([i.object for i in located]))
-        for change in changes:
-            print(f"{change.key} {change.action} (generation {change.generation})")
+        default = os.environ.get("HMS_NAMESPACE", DEFAULT_NAMESPACE)
+        paths = state_paths(state_dir)
+        apply_files(paths, files, namespace, check=check, kind="job", default_namespace=default)
 
     @jobs.command("list")
     def list_jobs(
@@ -107,7 +86,7 @@ def register(app: typer.Typer, state_paths: Callable[[Path | None], StatePaths])
             return [s.object for s in found if isinstance(s.object, Job)]
 
         now = datetime.now(UTC)
-        rows = [_row(job, now) for job in _run(state_paths(state_dir), read)]
+        rows = [_row(job, now) for job in on_registry(state_paths(state_dir), read)]
         if as_json:
             print(json.dumps(rows, indent=2))
             return
@@ -128,7 +107,7 @@ def register(app: typer.Typer, state_paths: Callable[[Path | None], StatePaths])
         async def read(store: ConfigStore) -> Job:
             return await _job(store, namespace, job_id)
 
-        job = _run(state_paths(state_dir), read)
+        job = on_registry(state_paths(state_dir), read)
         fires = next_fires(job, datetime.now(UTC), count)
         rows = [
             {"local": at.astimezone(zone_of(job)).isoformat(), "utc": at.isoformat()}
@@ -147,7 +126,7 @@ def register(app: typer.Typer, state_paths: Callable[[Path | None], StatePaths])
             [done] = await store.apply([Job.model_validate(updated.model_dump())])
             return f"{done.key} {'paused' if paused else 'resumed'} ({done.action})"
 
-        print(_run(state_paths(state_dir), change))
+        print(on_registry(state_paths(state_dir), change))
 
     @jobs.command("pause")
     def pause(job_id: JobId, namespace: NamespaceOpt, state_dir: StateDir = None) -> None:
@@ -173,4 +152,4 @@ def register(app: typer.Typer, state_paths: Callable[[Path | None], StatePaths])
             )
             return f"{run.run_id} {'already enqueued' if ack.duplicate else 'enqueued'}"
 
-        print(_run(state_paths(state_dir), enqueue))
+        print(on_registry(state_paths(state_dir), enqueue))

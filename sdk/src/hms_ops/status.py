@@ -141,10 +141,5 @@ def stack_problems(paths: StatePaths) -> list[str]:
     return [f"JetStream lost data on recovery: {line}" for line in stack.get("data_loss", [])]
 
 
-def all_ok(rows: list[InstanceStatus]) -> bool:
-    """Every service has a healthy instance, none beats unhealthy, every singleton leads."""
-    return not problems(rows)
-
-
 def as_json(rows: list[InstanceStatus]) -> str:
     return json.dumps([asdict(r) for r in rows], indent=2)

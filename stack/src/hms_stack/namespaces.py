@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import secrets
@@ -160,12 +159,7 @@ def apply_to_server(paths: StatePaths) -> bool:
         service_hashes(paths), namespace_users(paths)
     )
     config["authorization"] = render_users(users)
-    tmp = config_path.with_suffix(".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(json.dumps(config, indent=2))
-    tmp.replace(config_path)
+    write_private(config_path, config)
     pid = _stack_nats_pid(paths, config_path)
     if pid is None:
         return False

@@ -58,18 +58,7 @@ def all_events() -> list[BusEvent]:
         detail={"playbook": "rollback"},
     )
     return [
-        ev.ServiceHeartbeat.create(
-            namespace="system",
-            occurred_at=T0,
-            service="worker-pool",
-            version="0.1.0",
-            instance_id="w-1",
-            started_at=T0,
-            health="ok",
-            http_url="http://127.0.0.1:8001",
-            pid=4242,
-            host="node-1",
-        ),
+        heartbeat(),
         ev.MetricSampleBatch.create(
             namespace=NS, occurred_at=T0, source="benefits_portal", origin="push", samples=[sample]
         ),
@@ -156,6 +145,29 @@ def all_events() -> list[BusEvent]:
             payload={"version": "1.4.2", "canary": True},
         ),
     ]
+
+
+def heartbeat(
+    service: str = "worker-pool",
+    *,
+    at: datetime = T0,
+    interval_s: float = 2.0,
+    instance_id: str = "w-1",
+) -> ev.ServiceHeartbeat:
+    """A healthy instance's heartbeat at ``at``."""
+    return ev.ServiceHeartbeat.create(
+        namespace="system",
+        occurred_at=at,
+        service=service,
+        version="0.1.0",
+        instance_id=instance_id,
+        started_at=at,
+        health="ok",
+        http_url="http://127.0.0.1:8001",
+        pid=4242,
+        host="node-1",
+        interval_s=interval_s,
+    )
 
 
 def alert_firing(namespace: str = NS, value: float = 1250.0) -> AlertFiring:

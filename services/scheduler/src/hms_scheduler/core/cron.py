@@ -1,17 +1,5 @@
-"""Re-exports the schedule as instants (``hms_contracts.config.schedule``), and jitter.
-
-A job's schedule as instants: the cron library read in the job's time zone, in UTC.
-
-``cronsim`` follows the Debian cron convention across daylight-saving changes, which is the one
-we promise: a fixed-time job (minute and hour both given, e.g. ``30 2 * * *``) runs once in a
-repeated hour and, when its time is skipped, once as soon as the clock is past the gap (03:00);
-an interval-style job (``*/15 * * * *``, ``0 * * * *``: minute or hour a wildcard) follows real
-time, so it runs in both passes of a repeated hour and not at all in a skipped one.
-
-For a fixed-time job the library computes on wall-clock time, so read from an instant inside
-a repeated hour it can name the first pass, which is before that instant; such slots are
-dropped here, which is what keeps every slot strictly after the watermark.
-"""
+"""Jitter, and the schedule as instants from the contracts (``hms_contracts.config.schedule``:
+the Debian cron convention across daylight-saving changes is described there)."""
 
 from __future__ import annotations
 

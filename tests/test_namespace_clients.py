@@ -97,9 +97,14 @@ async def test_a_revoked_client_is_refused_without_restarting_anything(
     revoked = hms_ops(stack, "namespaces", "revoke", "ssa")
     assert revoked.returncode == 0, revoked.stderr
     await wait_until(lambda: not noc.bus.nc.is_connected, 5, message="the connection closed")
+    # the connected client stops retrying at the first refusal and says why on every call
+    await wait_until(lambda: noc.bus.nc.is_closed, 10, message="the client gave up reconnecting")
+    with pytest.raises(ConnectError, match=r"refused ns-ssa on reconnecting .*revoked"):
+        await noc.publish("deploy_finished", {"version": "2"})
+    with pytest.raises(ConnectError, match="revoked"):
+        noc.observe("api.errors", 1.0)
     with pytest.raises(ConnectError, match=r"refused ns-ssa .*bad or revoked"):
         await NOC.aconnect("ssa", url=stack.info["nats_url"], user=user, password=password)
-    await noc.bus.nc.close()
 
     assert pids(stack) == before
     code, rows = await asyncio.to_thread(stack.status)

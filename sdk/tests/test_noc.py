@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from datetime import UTC, datetime
 
 import pytest
@@ -88,6 +89,31 @@ async def test_the_sync_client_does_the_same_from_blocking_code(
         ("api.errors", 1.0, {"route": "/claims"})
     ]
     assert batch.event_id == batch.expected_event_id()
+
+
+async def test_a_blocking_for_loop_over_incidents_sees_them_as_they_come(
+    secured: Secured, admin: Client
+) -> None:
+    subscribed = threading.Event()
+
+    def blocking() -> list[str]:
+        seen: list[str] = []
+        with NOC.connect(NS, **secured.client(NS)) as noc:
+            feed = noc.incidents()
+            subscribed.set()
+            for event in feed:  # the documents' `for e in noc.incidents():`
+                assert isinstance(event, IncidentOpened)
+                seen.append(event.incident_id)
+                if len(seen) == 3:
+                    break
+            feed.close()
+        return seen
+
+    reader = asyncio.create_task(asyncio.to_thread(blocking))
+    await asyncio.to_thread(subscribed.wait, 10)
+    for n in (1, 2, 3):
+        await file_incident(admin, n)
+    assert await asyncio.wait_for(reader, 15) == ["inc-1", "inc-2", "inc-3"]
 
 
 async def test_buffered_metrics_survive_close(secured: Secured, admin: Client) -> None:

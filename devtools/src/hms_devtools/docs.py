@@ -23,6 +23,8 @@ from hms_contracts.subjects import Family
 ASYNCAPI_PATH = "docs/asyncapi.yaml"
 SCHEMAS_DIR = "docs/schemas"
 PERMISSIONS_PATH = "infra/nats/permissions.json"
+NAMESPACE_PERMISSIONS_PATH = "infra/nats/namespace-permissions.example.json"
+EXAMPLE_NAMESPACE = "usds_unemployment"
 
 _REF = "#/components/schemas/{model}"
 _PARAM_DOCS = {
@@ -183,6 +185,16 @@ def permissions() -> dict[str, Any]:
     return {svc.name: topology.nats_permissions(svc) for svc in topology.SERVICES}
 
 
+def namespace_permissions() -> dict[str, Any]:
+    """What ``hms-ops namespaces create`` gives a namespace's client, for one example namespace
+    (its user is ``ns-<namespace>``; a durable feed named ``my-app`` shows what a durable adds)."""
+    return {
+        topology.namespace_user(EXAMPLE_NAMESPACE): topology.namespace_permissions(
+            EXAMPLE_NAMESPACE, ("my-app",)
+        )
+    }
+
+
 def dump_yaml(data: Any) -> str:
     """Block-style YAML with keys in insertion order, stable across runs."""
     text: str = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
@@ -195,7 +207,11 @@ def _json(data: Any) -> str:
 
 def render() -> dict[str, str]:
     """Every generated file, relative path to exact content."""
-    files = {ASYNCAPI_PATH: dump_yaml(asyncapi()), PERMISSIONS_PATH: _json(permissions())}
+    files = {
+        ASYNCAPI_PATH: dump_yaml(asyncapi()),
+        PERMISSIONS_PATH: _json(permissions()),
+        NAMESPACE_PERMISSIONS_PATH: _json(namespace_permissions()),
+    }
     for model in CATALOGUE:
         files[f"{SCHEMAS_DIR}/{model.__name__}.json"] = _json(event_schema(model))
     return files

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -134,6 +135,7 @@ class Bus:
     namespace: str
     target: Target
     violations: list[str] = field(default_factory=list)
+    revoked: str | None = None
     _violated: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -144,6 +146,17 @@ class Bus:
         text = str(err)
         if "permissions violation" in text.lower():
             self.violations.append(text)
+            self._violated.set()
+        elif "authorization" in text.lower() and self.nc is not None:
+            # refused on a reconnect: the credential was revoked (or changed) while connected;
+            # retrying forever would only hammer the server, so stop and say why
+            if self.revoked is None:
+                self.revoked = (
+                    f"{self.target.url} refused {self.who} on reconnecting (bad or revoked "
+                    f"credentials); the client of {self.namespace} is closed"
+                )
+                log.error("%s", self.revoked)
+                asyncio.get_running_loop().create_task(self.nc.close())
             self._violated.set()
         else:
             log.warning("bus error on %s: %s", self.target.url, text)
@@ -156,6 +169,10 @@ class Bus:
         """Run ``op``; a permission violation naming ``token`` while it runs, or its failure
         after one, is PermissionDenied naming ``what`` (the server answers a refused publish
         with no reply at all, so waiting out a timeout would say nothing)."""
+        if self.revoked is not None:
+            if inspect.iscoroutine(op):
+                op.close()  # never started: nothing to wait for
+            self.check_open(what)
         task = asyncio.ensure_future(op)
         seen = len(self.violations)
         while not task.done():
@@ -170,6 +187,11 @@ class Bus:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
                 raise ConnectError(f"{what}: no answer from {self.target.url} in {timeout:g}s")
+            if self.revoked is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+                self.check_open(what)
             if any(token in v for v in self.violations[seen:]):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -181,6 +203,11 @@ class Bus:
             if self.refused(token):
                 raise self.denied(what, token) from None
             raise
+
+    def check_open(self, what: str) -> None:
+        """ConnectError if the server refused this client's credential since it connected."""
+        if self.revoked is not None:
+            raise ConnectError(f"{what}: {self.revoked}")
 
     def denied(self, what: str, token: str) -> PermissionDenied:
         detail = self.refused(token) or "permissions violation"

@@ -131,6 +131,7 @@ class AsyncNOC:
         never blocks (a full buffer drops its oldest sample and counts it in ``dropped``)."""
         if self._closed:
             raise ConnectError(f"the client of {self.namespace} is closed")
+        self.bus.check_open(f"observe {name}")
         waiting = self.buffer.add(name, value, labels, unit, micros(at) if at else None)
         if waiting == self.batch_size:
             self._poke()

@@ -11,6 +11,7 @@ from hms_contracts.fields import Labels
 
 from .base import ConfigObject, Duration, kind, parse_duration
 
+DEFAULT_TIMEOUT_S = 10.0
 _URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$")
 
 
@@ -24,7 +25,10 @@ class ScrapeTarget(ConfigObject):
 
     url: str = Field(description="The http(s) URL of the Prometheus text exposition")
     interval: Duration = Field(default="1m", description="How often to scrape")
-    timeout: Duration = Field(default="10s", description="Give up on one scrape after this")
+    timeout: Duration | None = Field(
+        default=None,
+        description="Give up on one scrape after this (default: 10s, or the interval if shorter)",
+    )
     labels: Labels = Field(default_factory=dict, description="Labels added to every sample")
     sample_limit: int = Field(
         default=50_000,
@@ -46,9 +50,18 @@ class ScrapeTarget(ConfigObject):
             raise ValueError(f"url {value!r} must be an http(s) URL")
         return value
 
+    def timeout_s(self) -> float:
+        """The timeout in seconds, defaults applied."""
+        interval = parse_duration(self.interval).total_seconds()
+        if self.timeout is None:
+            return min(DEFAULT_TIMEOUT_S, interval)
+        return parse_duration(self.timeout).total_seconds()
+
     @model_validator(mode="after")
     def _timeout_within_interval(self) -> ScrapeTarget:
-        if parse_duration(self.timeout) > parse_duration(self.interval):
+        if self.timeout is not None and parse_duration(self.timeout) > parse_duration(
+            self.interval
+        ):
             raise ValueError(
                 f"timeout {self.timeout!r} must not exceed interval {self.interval!r} "
                 "(as in Prometheus)"

@@ -10,12 +10,10 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from hms_contracts.config import ConfigObject, Metric, ScrapeTarget, parse_duration
+from hms_contracts.config.scrape import DEFAULT_TIMEOUT_S
 from prometheus_client.parser import text_string_to_metric_families
 
 from .core import sample_problem
-
-#: a Metric with a URL source and no interval of its own is scraped this often (the documents)
-DEFAULT_METRIC_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +64,7 @@ def targets_from(objects: Iterable[ConfigObject]) -> list[Target]:
                     job=obj.name,
                     url=obj.url,
                     interval_s=parse_duration(obj.interval).total_seconds(),
-                    timeout_s=parse_duration(obj.timeout).total_seconds(),
+                    timeout_s=obj.timeout_s(),
                     labels=dict(obj.labels),
                     sample_limit=obj.sample_limit,
                     body_limit=obj.body_limit_bytes,
@@ -81,7 +79,7 @@ def targets_from(objects: Iterable[ConfigObject]) -> list[Target]:
                     job=obj.name,
                     url=obj.source,
                     interval_s=interval,
-                    timeout_s=min(interval, DEFAULT_METRIC_TIMEOUT_S),
+                    timeout_s=min(interval, DEFAULT_TIMEOUT_S),
                     labels=dict(obj.labels),
                     rename=(obj.name.replace(".", "_"), obj.name),
                 )

@@ -200,8 +200,19 @@ INCIDENT_ALERTS = ConsumerSpec(
     description="Alerts and breaches that open or update incidents",
 )
 
+METRICS_STORE = ConsumerSpec(
+    stream="METRICS",
+    durable="metrics_collector",
+    filter_subjects=(s.METRIC.wildcard(),),
+    ack_wait_s=30.0,
+    max_deliver=5,
+    max_ack_pending=10000,
+    description="Metric batches, scraped or pushed, into the collector's queryable store",
+)
+
 CONSUMERS: tuple[ConsumerSpec, ...] = (
     WORKER_RUNS,
+    METRICS_STORE,
     EVALUATOR_METRICS,
     EVALUATOR_JOBS,
     INCIDENT_ALERTS,

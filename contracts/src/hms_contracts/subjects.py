@@ -78,6 +78,12 @@ FAMILIES: tuple[Family, ...] = (
     EVENT,
 )
 
+# --- request/reply (core NATS, no stream; not an event family) ------------------------------
+
+QUERY_METRICS = Family("ops.query.metrics", 0)
+"""Metric queries: a MetricQuery sent as a request on ``ops.query.metrics.<ns>``, answered with
+a MetricQueryResult by the metrics-collector (so a namespace's clients may ask about their own)."""
+
 DLQ_PREFIX = "dlq"
 DLQ_ALL = f"{DLQ_PREFIX}.>"
 

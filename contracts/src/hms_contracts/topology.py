@@ -7,6 +7,8 @@ This is the single source for provisioning ownership and for the per-service NAT
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from . import specs
@@ -27,6 +29,9 @@ class ServiceSpec(BaseModel):
     reads: tuple[str, ...] = Field(default=(), description="Streams it only inspects or reads")
     publishes: tuple[str, ...] = Field(default=(), description="Subjects it may publish")
     subscribes: tuple[str, ...] = Field(default=(), description="Core subjects it may subscribe")
+    serves: tuple[str, ...] = Field(
+        default=(), description="Core subjects it answers requests on (and replies to the asker)"
+    )
     config_kinds: tuple[str, ...] = Field(
         default=(), description="Config kinds it follows in the registry (read only)"
     )
@@ -60,7 +65,7 @@ class ServiceSpec(BaseModel):
         subjects whose dead letters it may publish."""
         filters = (f for c in self.owned_consumers() for f in c.filter_subjects)
         config = (specs.config_kind_subjects(k) for k in self.config_kinds)
-        return tuple(dict.fromkeys((*filters, *self.subscribes, *config)))
+        return tuple(dict.fromkeys((*filters, *self.subscribes, *self.serves, *config)))
 
 
 SERVICES: tuple[ServiceSpec, ...] = (
@@ -91,8 +96,10 @@ SERVICES: tuple[ServiceSpec, ...] = (
         name="metrics-collector",
         singleton=False,
         streams=("METRICS",),
+        consumers=("metrics_collector",),
         publishes=(s.METRIC.wildcard(),),
-        config_kinds=("metric",),
+        serves=(s.QUERY_METRICS.wildcard(),),
+        config_kinds=("metric", "scrape_target"),
     ),
     ServiceSpec(
         name="evaluator",
@@ -126,6 +133,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
             s.SCALE.wildcard(),
             s.HEARTBEAT.wildcard(),
         ),
+        publishes=(s.QUERY_METRICS.wildcard(),),
     ),
 )
 
@@ -190,7 +198,7 @@ def _config_read_api(kind: str) -> list[str]:
     ]
 
 
-def nats_permissions(svc: ServiceSpec) -> dict[str, dict[str, list[str]]]:
+def nats_permissions(svc: ServiceSpec) -> dict[str, Any]:
     """Least-privilege NATS permissions for one service's user.
 
     The service may publish what it emits, its heartbeat and the dead letters of what it
@@ -218,11 +226,15 @@ def nats_permissions(svc: ServiceSpec) -> dict[str, dict[str, list[str]]]:
         publish += _own_keys_api(specs.LEASES, specs.lease_key(svc.name))
     for kind in svc.config_kinds:
         publish += _config_read_api(kind)
-    subscribe = [f"{s.inbox_prefix(svc.name)}.>", *svc.subscribes]
-    return {
+    subscribe = [f"{s.inbox_prefix(svc.name)}.>", *svc.subscribes, *svc.serves]
+    perms: dict[str, Any] = {
         "publish": {"allow": sorted(dict.fromkeys(publish))},
         "subscribe": {"allow": sorted(dict.fromkeys(subscribe))},
     }
+    if svc.serves:
+        # one reply per request received, to whatever inbox the asker named
+        perms["allow_responses"] = {"max": 1, "expires": "1m"}
+    return perms
 
 
 # --- namespace clients ----------------------------------------------------------------------
@@ -286,6 +298,7 @@ def namespace_permissions(
         s.METRIC.wildcard(ns),
         s.EVENT.wildcard(ns),
         s.CONFIG.wildcard(ns),  # the audit record of each change it makes
+        s.QUERY_METRICS.subject(ns),  # queries over its own stored metrics
         own_keys,
         f"$JS.API.DIRECT.GET.{kv_stream}.{own_keys}",
         f"$JS.API.CONSUMER.CREATE.{kv_stream}.*.{own_keys}",

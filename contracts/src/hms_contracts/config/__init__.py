@@ -18,6 +18,7 @@ from .base import (
 )
 from .jobs import Job
 from .objects import Alert, Condition, Metric, Playbook
+from .scrape import ScrapeTarget
 from .steps import (
     ApproveStep,
     NotifyStep,
@@ -45,6 +46,7 @@ __all__ = [
     "ResumeQueueStep",
     "RunStep",
     "ScaleStep",
+    "ScrapeTarget",
     "Step",
     "TicketStep",
     "config_key",

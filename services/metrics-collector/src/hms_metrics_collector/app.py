@@ -1,31 +1,151 @@
-"""Builds the metrics-collector service: its settings, routers and resources, and nothing else."""
+"""Builds the metrics-collector service: its settings, resources and loops, and nothing else."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
-from hms_kit import Service, SystemClock
+from hms_contracts import SYSTEM_NAMESPACE, specs
+from hms_kit import BatchConsumer, Clock, Loop, Resources, Service, SystemClock
 
 from . import __version__
 from .core import SERVICE
+from .exposition import Target, targets_from
 from .handlers import router
+from .ingest import IncomingBatch, Ingest, Limits
+from .metrics import CollectorMetrics
+from .ports import SampleStore
+from .query import QueryServer
+from .scraper import OnScrape, Scraper
 from .settings import MetricsCollectorSettings
+from .store import STORE_FILE, Retention, SqliteStore
+
+#: how often the scrape loop re-reads its targets without being told of a change
+RESYNC_S = 30.0
 
 
-@asynccontextmanager
-async def resources(service: Service) -> AsyncIterator[Mapping[str, object]]:
-    """What the metrics-collector's handlers use, opened once per process and closed after the last
-    handler ran; handlers receive each by name (``clock: Annotated[Clock, Context("clock")]``)."""
-    yield {"clock": SystemClock()}
+def _settings(service: Service) -> MetricsCollectorSettings:
+    if not isinstance(service.settings, MetricsCollectorSettings):
+        raise TypeError(f"the metrics-collector needs its settings, not {service.settings!r}")
+    return service.settings
 
 
-def create_service(settings: MetricsCollectorSettings | None = None) -> Service:
-    """The metrics-collector process: broker, app, resources, health, heartbeat."""
+def resources_with(clock: Clock | None = None, store: SampleStore | None = None) -> Resources:
+    """The collector's resources, with the clock or the store replaced (tests)."""
+
+    @asynccontextmanager
+    async def opened(service: Service) -> AsyncIterator[Mapping[str, object]]:
+        settings = _settings(service)
+        retention = Retention(raw_s=settings.raw_retention_s, rollup_s=settings.retention_s)
+        own = store or await SqliteStore.open(settings.state_dir / STORE_FILE, retention)
+        try:
+            yield {
+                "clock": clock or SystemClock(),
+                "store": own,
+                "metrics": CollectorMetrics(service.metrics.registry),
+            }
+        finally:
+            await own.close()
+
+    return opened
+
+
+def known_namespaces(service: Service) -> frozenset[str] | None:
+    """The namespaces whose samples are taken, or None for every one."""
+    accepted = _settings(service).accepted_namespaces()
+    if not accepted:
+        return None
+    registered = {o.namespace for o in service.config.current.values()}
+    return accepted | registered | {SYSTEM_NAMESPACE}
+
+
+async def store_samples(service: Service) -> None:
+    """Consume the ``metrics_collector`` durable into the store, acking after each commit."""
+    settings, context = _settings(service), service.broker.context
+
+    def known(namespace: str) -> bool:
+        names = known_namespaces(service)
+        return names is None or namespace in names
+
+    ingest = Ingest(
+        service.nc,
+        context.get("store"),
+        Limits(
+            max_batch_samples=settings.max_batch_samples,
+            max_series_per_namespace=settings.max_series_per_namespace,
+            max_labels=settings.max_labels,
+        ),
+        known,
+        context.get("metrics"),
+        service.metrics,
+    )
+    consumer = BatchConsumer.for_service(
+        service, specs.METRICS_STORE, IncomingBatch, ingest.handle, batch=settings.fetch_batch
+    )
+    await consumer.run()
+
+
+async def answer_queries(service: Service) -> None:
+    context = service.broker.context
+    server = QueryServer(
+        service.nc, context.get("store"), context.get("clock"), context.get("metrics")
+    )
+    await server.run()
+
+
+async def prune(service: Service) -> None:
+    """Drop what retention and TTLs say is gone, every ``prune_every_s``."""
+    settings, context = _settings(service), service.broker.context
+    store: SampleStore = context.get("store")
+    clock: Clock = context.get("clock")
+    while True:
+        await store.prune(clock.now())
+        await clock.sleep(settings.prune_every_s)
+
+
+def scrape_with(on_scrape: OnScrape | None = None) -> Loop:
+    async def scrape(service: Service) -> None:
+        """Scrape this shard's targets, following the registry."""
+        settings, context = _settings(service), service.broker.context
+        scraper = Scraper(
+            service.js,
+            context.get("clock"),
+            context.get("metrics"),
+            shard_index=settings.shard_index,
+            shard_count=settings.shard_count,
+            max_labels=settings.max_labels,
+            on_scrape=on_scrape,
+        )
+
+        def targets() -> list[Target]:
+            return targets_from(service.config.current.values())
+
+        async def changed() -> None:
+            await service.config.changed(timeout=RESYNC_S)
+
+        await scraper.run(targets, changed)
+
+    return scrape
+
+
+def create_service(
+    settings: MetricsCollectorSettings | None = None,
+    *,
+    clock: Clock | None = None,
+    store: SampleStore | None = None,
+    on_scrape: OnScrape | None = None,
+) -> Service:
+    """The metrics-collector process: broker, app, resources, health, heartbeat; its loops
+    store samples, answer queries, prune, and scrape (unless turned off)."""
+    settings = settings or MetricsCollectorSettings()
+    loops: list[Loop] = [store_samples, answer_queries, prune]
+    if settings.scrape:
+        loops.append(scrape_with(on_scrape))
     return Service(
         SERVICE,
-        settings or MetricsCollectorSettings(),
+        settings,
         version=__version__,
         routers=(router,),
-        resources=resources,
+        resources=resources_with(clock, store),
+        loops=loops,
     )

@@ -1,0 +1,233 @@
+"""Scraping: one task per target, each on its own slots (a fixed offset within the interval
+from a hash of the target, as Prometheus spreads its scrapes), each scrape bounded by the
+target's timeout, so a slow or dead target never delays another. Every scrape publishes its
+samples, ``up``, ``scrape_duration_seconds`` and ``scrape_samples_scraped`` as
+MetricSampleBatch messages (origin ``scrape``): the store and the evaluator read them from the
+bus like pushed ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import aiohttp
+from hms_contracts import MetricSample, MetricSampleBatch
+from hms_kit import Clock, publish_many
+from nats.js import JetStreamContext
+
+from .exposition import ExpositionError, Parsed, Target, parse
+from .metrics import CollectorMetrics
+
+log = logging.getLogger(__name__)
+
+ACCEPT = "text/plain;version=0.0.4;q=1,*/*;q=0.1"
+#: samples per published batch
+BATCH_SAMPLES = 1000
+#: bodies above this are parsed in a thread, so the event loop keeps serving the others
+THREAD_PARSE_BYTES = 64 * 1024
+
+OnScrape = Callable[["ScrapeReport"], None]
+
+
+class ScrapeError(Exception):
+    """A scrape failed: the target did not answer well in time."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScrapeReport:
+    """How one scrape went (for the bench and tests)."""
+
+    target: Target
+    delay_s: float
+    duration_s: float
+    up: bool
+    samples: int
+    error: str = ""
+
+
+async def fetch(session: aiohttp.ClientSession, target: Target) -> str:
+    """The target's body as text; ScrapeError or TimeoutError when it cannot be had."""
+    timeout = aiohttp.ClientTimeout(total=target.timeout_s)
+    async with session.get(target.url, timeout=timeout, headers={"Accept": ACCEPT}) as resp:
+        if resp.status != 200:
+            raise ScrapeError(f"HTTP {resp.status}")
+        if resp.content_length is not None and resp.content_length > target.body_limit:
+            raise ScrapeError(f"body of {resp.content_length} bytes over {target.body_limit}")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > target.body_limit:
+                raise ScrapeError(f"body over {target.body_limit} bytes")
+            chunks.append(chunk)
+    try:
+        return b"".join(chunks).decode()
+    except UnicodeDecodeError as exc:
+        raise ScrapeError(f"body is not UTF-8: {exc}") from None
+
+
+def batches_of(
+    target: Target, parsed: Parsed, at: datetime, report: dict[str, float]
+) -> list[MetricSampleBatch]:
+    """The scrape's samples, and its report series, as batches of at most BATCH_SAMPLES."""
+    labels = target.target_labels()
+    samples = [
+        MetricSample.model_construct(
+            name=name,
+            value=value,
+            unit="1",
+            labels=lb,
+            observed_at=at if ts is None else datetime.fromtimestamp(ts / 1000, UTC),
+        )
+        for name, lb, value, ts in parsed.samples
+    ]
+    samples += [
+        MetricSample.model_construct(name=n, value=v, unit="1", labels=labels, observed_at=at)
+        for n, v in report.items()
+    ]
+    return [
+        MetricSampleBatch.create(
+            occurred_at=at,
+            namespace=target.namespace,
+            source=target.source,
+            origin="scrape",
+            samples=tuple(samples[i : i + BATCH_SAMPLES]),
+        )
+        for i in range(0, len(samples), BATCH_SAMPLES)
+    ]
+
+
+class Scraper:
+    """Keeps one task per target of this shard running, in step with the registry."""
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        clock: Clock,
+        metrics: CollectorMetrics,
+        *,
+        shard_index: int = 0,
+        shard_count: int = 1,
+        max_labels: int = 32,
+        on_scrape: OnScrape | None = None,
+    ) -> None:
+        self.js = js
+        self.clock = clock
+        self.metrics = metrics
+        self.shard_index = shard_index
+        self.shard_count = shard_count
+        self.max_labels = max_labels
+        self.on_scrape = on_scrape
+        self.tasks: dict[str, tuple[Target, asyncio.Task[None]]] = {}
+        self._session: aiohttp.ClientSession | None = None
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+                auto_decompress=True,
+            )
+        return self._session
+
+    def sync(self, targets: Iterable[Target]) -> None:
+        """Start the targets that are new or changed, stop those that went."""
+        wanted = {t.key: t for t in targets if t.shard(self.shard_count) == self.shard_index}
+        for key, (target, task) in list(self.tasks.items()):
+            if wanted.get(key) != target:
+                task.cancel()
+                del self.tasks[key]
+        for key, target in wanted.items():
+            if key not in self.tasks:
+                task = asyncio.ensure_future(self._run_target(target))
+                self.tasks[key] = (target, task)
+        self.metrics.targets.set(len(self.tasks))
+
+    async def run(
+        self, targets: Callable[[], Sequence[Target]], changed: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Follow the targets until cancelled (``changed`` returns when they may have)."""
+        try:
+            while True:
+                self.sync(targets())
+                with contextlib.suppress(TimeoutError):
+                    await changed()
+        finally:
+            await self.stop()
+
+    async def stop(self) -> None:
+        tasks = [task for _, task in self.tasks.values()]
+        self.tasks.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def first_slot(self, target: Target, now: float) -> float:
+        """The first slot at or after ``now``: slots sit at a fixed offset within the interval,
+        taken from a hash of the target, so the targets' scrapes are spread over it."""
+        interval = target.interval_s
+        offset = (target.shard(1_000_003) / 1_000_003) * interval
+        return math.ceil((now - offset) / interval) * interval + offset
+
+    async def _run_target(self, target: Target) -> None:
+        clock = self.clock
+        slot = self.first_slot(target, clock.monotonic())
+        while True:
+            wait = slot - clock.monotonic()
+            if wait > 0:
+                await clock.sleep(wait)
+            try:
+                await self.scrape(target, slot)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # never let one target's surprise end its task
+                log.exception("scrape of %s failed unexpectedly", target.key)
+            slot += target.interval_s
+            now = clock.monotonic()
+            if slot < now:  # missed slots are skipped, not bunched up
+                slot = self.first_slot(target, now)
+
+    async def scrape(self, target: Target, slot: float) -> ScrapeReport:
+        """Scrape once, publish what it gave, and say how it went."""
+        started = self.clock.monotonic()
+        at = self.clock.now()
+        delay = max(0.0, started - slot)
+        self.metrics.scrape_delay.observe(delay)
+        error = ""
+        try:
+            body = await fetch(self.session(), target)
+            if len(body) > THREAD_PARSE_BYTES:
+                parsed = await asyncio.to_thread(parse, body, target, max_labels=self.max_labels)
+            else:
+                parsed = parse(body, target, max_labels=self.max_labels)
+        except (ScrapeError, ExpositionError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+            error = str(exc) or type(exc).__name__
+            parsed = Parsed()
+        duration = self.clock.monotonic() - started
+        up = not error
+        self.metrics.scrapes.labels(outcome="ok" if up else "failed").inc()
+        for reason, n in parsed.refused.items():
+            self.metrics.rejected_samples.labels(reason=reason).inc(n)
+        if error:
+            log.info("scrape of %s (%s) failed: %s", target.key, target.url, error)
+        report = {
+            "up": 1.0 if up else 0.0,
+            "scrape_duration_seconds": duration,
+            "scrape_samples_scraped": float(parsed.scraped),
+        }
+        try:
+            await publish_many(self.js, batches_of(target, parsed, at, report))
+        except Exception as exc:
+            log.warning("samples of %s not published: %s", target.key, exc)
+        result = ScrapeReport(target, delay, duration, up, len(parsed.samples), error)
+        if self.on_scrape is not None:
+            self.on_scrape(result)
+        return result

@@ -18,6 +18,8 @@ from .base import (
 )
 from .jobs import Job
 from .objects import Alert, Condition, Metric, Playbook
+from .rules import Matcher
+from .slos import BurnWindow, Slo
 from .steps import (
     ApproveStep,
     NotifyStep,
@@ -34,10 +36,12 @@ __all__ = [
     "KINDS",
     "Alert",
     "ApproveStep",
+    "BurnWindow",
     "Condition",
     "ConfigEntry",
     "ConfigObject",
     "Job",
+    "Matcher",
     "Metric",
     "NotifyStep",
     "PauseQueueStep",
@@ -45,6 +49,7 @@ __all__ = [
     "ResumeQueueStep",
     "RunStep",
     "ScaleStep",
+    "Slo",
     "Step",
     "TicketStep",
     "config_key",

@@ -64,6 +64,7 @@ def test_not_fired_comes_as_soon_as_a_run_of_its_usual_length_could_not_finish()
     assert watch.tick(MIDNIGHT + timedelta(hours=2, minutes=59)) == []
     breaches = watch.tick(MIDNIGHT + timedelta(hours=3))  # 3 h left, a run takes 2 h
     assert reasons(breaches) == ["not_fired"]
+    assert breaches[0].deadline is not None
     assert breaches[0].occurred_at < breaches[0].deadline
 
 

@@ -80,13 +80,13 @@ class DeadlineWatch:
     def set_jobs(self, jobs: Iterable[Job], now: datetime) -> None:
         """Follow these jobs; a job seen for the first time is expected from now on."""
         self.jobs = {j.key(): j for j in jobs if j.sla is not None}
-        for key, run in list(self.runs.items()):
+        for run_key, run in list(self.runs.items()):
             if self._job_key(run.namespace, run.job_id) not in self.jobs:
-                del self.runs[key]  # no longer followed (removed, or its SLA dropped)
-        for key in self.jobs:
-            if key not in self.marks:
-                self.marks[key] = now
-                self.dirty_marks.add(key)
+                del self.runs[run_key]  # no longer followed (removed, or its SLA dropped)
+        for job_key in self.jobs:
+            if job_key not in self.marks:
+                self.marks[job_key] = now
+                self.dirty_marks.add(job_key)
 
     def restore(
         self,

@@ -19,6 +19,7 @@ from hms_contracts.config import (
     RunStep,
     ScaleStep,
     ScrapeTarget,
+    Slo,
     config_key,
     parse_duration,
     parse_object,
@@ -134,6 +135,7 @@ def test_every_kind_reads_back_its_own_document() -> None:
         Playbook(namespace=NS, name="rollback", steps=DOCUMENT_STEPS),  # type: ignore[arg-type]
         Job(namespace=NS, name="nightly", schedule="0 0 * * *", queue="q", command=("true",)),
         ScrapeTarget(namespace=NS, name="portal", url="http://127.0.0.1:9100/metrics"),
+        Slo(namespace=NS, name="filings", objective=0.99, metric="filings.seconds", threshold=2),
     ]
     assert {type(o).kind for o in objects} == set(KINDS)
     for obj in objects:

@@ -53,11 +53,14 @@ def test_every_services_config_kinds_are_known_kinds() -> None:
 
 
 def test_a_service_may_read_only_the_config_kinds_it_follows_and_never_write_them() -> None:
-    perms = topology.nats_permissions(topology.service("evaluator"))["publish"]["allow"]
+    perms = topology.nats_permissions(topology.service("incident-engine"))["publish"]["allow"]
     config = [p for p in perms if "hms_config" in p]
     assert config == [
         "$JS.API.CONSUMER.CREATE.KV_hms_config.*.$KV.hms_config.*.alert.>",
+        "$JS.API.CONSUMER.CREATE.KV_hms_config.*.$KV.hms_config.*.playbook.>",
         "$JS.API.DIRECT.GET.KV_hms_config.$KV.hms_config.*.alert.>",
+        "$JS.API.DIRECT.GET.KV_hms_config.$KV.hms_config.*.playbook.>",
         "$JS.API.STREAM.INFO.KV_hms_config",
         "dlq.$KV.hms_config.*.alert.>",
+        "dlq.$KV.hms_config.*.playbook.>",
     ]

@@ -43,6 +43,7 @@ def test_all_is_pinned() -> None:
         "ScaleDecided",
         "ServiceHeartbeat",
         "SlaBreached",
+        "SloStatusReported",
         "SubjectError",
         "decode",
         "deterministic_id",

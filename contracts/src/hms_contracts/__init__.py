@@ -7,7 +7,7 @@ RunScheduled``) and subjects, streams and permissions from the ``subjects``, ``s
 
 from . import specs, subjects, topology
 from .agency import AgencyEvent
-from .alerts import AlertFiring, AlertResolved, Operator, SlaBreached
+from .alerts import AlertFiring, AlertResolved, Operator, SlaBreached, SloStatusReported
 from .audit import GENESIS_HASH, AuditRecorded
 from .base import SYSTEM_NAMESPACE, Event, Namespace, deterministic_id
 from .bus import BusEvent
@@ -68,6 +68,7 @@ __all__ = [
     "ScaleDecided",
     "ServiceHeartbeat",
     "SlaBreached",
+    "SloStatusReported",
     "SubjectError",
     "decode",
     "deterministic_id",

@@ -1,4 +1,5 @@
-"""Alerts (a rule fires and resolves) and SLA breaches (a promise was broken)."""
+"""Alerts (a rule fires and resolves), SLA breaches (a promise was broken) and the compliance
+status of each SLO (for the dashboard)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,18 @@ from .fields import (
 from .subjects import Family
 
 Operator = Literal[">", ">=", "<", "<=", "==", "!="]
+
+BreachReason = Literal[
+    "not_fired",
+    "queue_wait",
+    "run_overrun",
+    "failed",
+    "missed_catchup",
+    "deadline_missed",
+    "run_failed",
+    "objective_violated",
+]
+"""Why a promise broke (:class:`SlaBreached`)."""
 
 
 class _AlertFacts(BusEvent):
@@ -67,8 +80,13 @@ class SlaBreached(BusEvent):
 
     family: ClassVar[Family] = subjects.SLA_BREACH
 
-    reason: Literal["deadline_missed", "objective_violated", "run_failed"] = Field(
-        description="deadline_missed and run_failed concern a job run; objective_violated an SLO"
+    reason: BreachReason = Field(
+        description="What broke. A job run: not_fired (no run started in time: the scheduler "
+        "or its queue is down), queue_wait (the run was enqueued but no worker took it in "
+        "time), run_overrun (it is still running when it can no longer finish in time, or "
+        "ran past its deadline), failed (it failed for good), missed_catchup (its slot was "
+        "skipped after downtime); deadline_missed and run_failed are the older, coarser "
+        "words for the same. An SLO: objective_violated"
     )
     job_id: Slug | None = Field(default=None, description="Job whose run broke its SLA")
     run_id: str | None = Field(default=None, description="Run that broke it, job_id@scheduled_at")
@@ -98,3 +116,36 @@ class SlaBreached(BusEvent):
         """One breach per run and reason, or per SLO and evaluation instant."""
         what = self.slo_id if self.reason == "objective_violated" else self.run_id
         return (self.namespace, "breach", self.reason, what, self.deadline or self.occurred_at)
+
+
+class SloStatusReported(BusEvent):
+    """Where an SLO stands over its window: compliance, error budget left and a colour for the
+    dashboard's badge (green: on track; yellow: a burn-rate alert fires or under a quarter of
+    the budget is left; red: the budget is spent). Published when the colour changes and at a
+    steady pace otherwise."""
+
+    family: ClassVar[Family] = subjects.SLO
+    event_type: ClassVar[str | None] = "status"
+
+    slo_id: Slug = Field(description="Name of the SLO, e.g. filings_within_2s")
+    objective: Finite = Field(
+        ge=0, le=1, description="Target ratio of good events, e.g. 0.99 (99 % within 2 s)"
+    )
+    window_s: NonNegative = Field(description="Compliance window, seconds (e.g. 30 days)")
+    good: NonNegative = Field(description="Good events counted in the window")
+    total: NonNegative = Field(description="Events counted in the window")
+    compliance: Finite | None = Field(
+        default=None, description="good / total in the window; None without events"
+    )
+    budget_left: Finite = Field(
+        description="Share of the error budget left, 1 = untouched, 0 = spent, below 0 = overspent"
+    )
+    status: Literal["green", "yellow", "red"] = Field(description="The badge's colour")
+    burning: tuple[Text, ...] = Field(
+        default=(), description="Burn-rate alerts firing now, e.g. 1h/5m 14.4x"
+    )
+    summary: Text = Field(description="One line for humans, e.g. '99.42 % within 2 s (99 %)'")
+
+    def natural_key(self) -> tuple[object, ...]:
+        """One report per SLO and instant."""
+        return (self.namespace, "slo", self.slo_id, self.occurred_at)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from . import subjects
 from .agency import AgencyEvent
-from .alerts import AlertFiring, AlertResolved, SlaBreached
+from .alerts import AlertFiring, AlertResolved, SlaBreached, SloStatusReported
 from .audit import AuditRecorded
 from .bus import BusEvent
 from .configevents import ConfigChanged
@@ -38,6 +38,7 @@ CATALOGUE: tuple[type[BusEvent], ...] = (
     AlertFiring,
     AlertResolved,
     SlaBreached,
+    SloStatusReported,
     IncidentOpened,
     IncidentUpdated,
     IncidentStepRan,

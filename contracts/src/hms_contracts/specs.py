@@ -153,6 +153,14 @@ EVENTS = StreamSpec(
     description="Agency systems' own events (noc.publish), per namespace",
 )
 
+# --- the evaluator's SLO status (issue 9) ---
+SLOS = StreamSpec(
+    name="SLOS",
+    subjects=(s.SLO.wildcard(),),
+    max_age_s=30 * DAY,
+    description="Compliance status of each SLO (green, yellow, red; budget left) for dashboards",
+)
+
 STREAMS: tuple[StreamSpec, ...] = (
     JOB_RUNS,
     JOB_EVENTS,
@@ -164,6 +172,7 @@ STREAMS: tuple[StreamSpec, ...] = (
     DLQ,
     CONFIG_CHANGES,
     EVENTS,
+    SLOS,
 )
 
 WORKER_RUNS = ConsumerSpec(
@@ -268,6 +277,12 @@ def registry_key(service: str, instance_id: str) -> str:
 def lease_key(service: str) -> str:
     """Key of a singleton's lease: the service name (permissions allow only its own)."""
     return service
+
+
+def replay_consumer(service: str) -> str:
+    """Name of the consumer through which a service re-reads a stream from a point in time
+    (``ServiceSpec.replays``): ``<service>_replay``."""
+    return f"{service.replace('-', '_')}_replay"
 
 
 def config_subject(key: str) -> str:

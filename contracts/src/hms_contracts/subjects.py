@@ -62,6 +62,7 @@ AUDIT = Family("ops.audit", 1)
 HEARTBEAT = Family("ops.heartbeat", 1)
 CONFIG = Family("ops.config", 1)
 EVENT = Family("ops.event", 1)
+SLO = Family("ops.slo", 1)
 
 FAMILIES: tuple[Family, ...] = (
     METRIC,
@@ -76,6 +77,7 @@ FAMILIES: tuple[Family, ...] = (
     HEARTBEAT,
     CONFIG,
     EVENT,
+    SLO,
 )
 
 # --- request/reply (core NATS, no stream; not an event family) ------------------------------

@@ -35,6 +35,11 @@ class ServiceSpec(BaseModel):
     config_kinds: tuple[str, ...] = Field(
         default=(), description="Config kinds it follows in the registry (read only)"
     )
+    replays: tuple[str, ...] = Field(
+        default=(),
+        description="Streams it re-reads from a point in time on start (the evaluator rebuilds "
+        "its windows), through one consumer of its own, <service>_replay",
+    )
 
     @field_validator("config_kinds")
     @classmethod
@@ -104,11 +109,12 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec(
         name="evaluator",
         singleton=True,
-        streams=("ALERTS",),
+        streams=("ALERTS", "SLOS"),
         consumers=("evaluator_metrics", "evaluator_jobs"),
         reads=("METRICS", "JOB_EVENTS"),
-        publishes=(s.ALERT.wildcard(), s.SLA_BREACH.wildcard()),
-        config_kinds=("alert",),
+        publishes=(s.ALERT.wildcard(), s.SLA_BREACH.wildcard(), s.SLO.wildcard()),
+        config_kinds=("alert", "slo", "job"),
+        replays=("METRICS",),
     ),
     ServiceSpec(
         name="incident-engine",
@@ -127,6 +133,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
             s.METRIC.wildcard(),
             s.ALERT.wildcard(),
             s.SLA_BREACH.wildcard(),
+            s.SLO.wildcard(),
             s.INCIDENT.wildcard(),
             s.INCIDENT_CLOSED.wildcard(),
             s.JOB_EVENT.wildcard(),
@@ -226,6 +233,13 @@ def nats_permissions(svc: ServiceSpec) -> dict[str, Any]:
         publish += _own_keys_api(specs.LEASES, specs.lease_key(svc.name))
     for kind in svc.config_kinds:
         publish += _config_read_api(kind)
+    for stream in svc.replays:
+        name = specs.replay_consumer(svc.name)
+        publish += [
+            f"$JS.API.CONSUMER.CREATE.{stream}.{name}.>",
+            f"$JS.API.CONSUMER.DELETE.{stream}.{name}",
+            f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{name}",
+        ]
     subscribe = [f"{s.inbox_prefix(svc.name)}.>", *svc.subscribes, *svc.serves]
     perms: dict[str, Any] = {
         "publish": {"allow": sorted(dict.fromkeys(publish))},

@@ -73,6 +73,19 @@ def all_events() -> list[BusEvent]:
             deadline=T0 + timedelta(hours=5),
             detail="run not complete 300 minutes after midnight",
         ),
+        ev.SloStatusReported.create(
+            namespace=NS,
+            occurred_at=T0,
+            slo_id="filings_within_2s",
+            objective=0.99,
+            window_s=30 * 86400.0,
+            good=99_420.0,
+            total=100_000.0,
+            compliance=0.9942,
+            budget_left=0.42,
+            status="green",
+            summary="99.42 % of filings within 2 s (objective 99 %)",
+        ),
         ev.IncidentOpened.create(
             **_incident(
                 title="API latency high",

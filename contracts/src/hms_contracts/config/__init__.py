@@ -18,7 +18,9 @@ from .base import (
 )
 from .jobs import Job
 from .objects import Alert, Condition, Metric, Playbook
+from .rules import Matcher
 from .scrape import ScrapeTarget
+from .slos import BurnWindow, Slo
 from .steps import (
     ApproveStep,
     NotifyStep,
@@ -35,10 +37,12 @@ __all__ = [
     "KINDS",
     "Alert",
     "ApproveStep",
+    "BurnWindow",
     "Condition",
     "ConfigEntry",
     "ConfigObject",
     "Job",
+    "Matcher",
     "Metric",
     "NotifyStep",
     "PauseQueueStep",
@@ -47,6 +51,7 @@ __all__ = [
     "RunStep",
     "ScaleStep",
     "ScrapeTarget",
+    "Slo",
     "Step",
     "TicketStep",
     "config_key",

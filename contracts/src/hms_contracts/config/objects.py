@@ -1,21 +1,41 @@
-"""The kinds the agency SDK declares: metrics, alert rules and playbooks."""
+"""The kinds the agency SDK declares: metrics, alert rules and playbooks.
+
+``Condition`` lives in :mod:`.rules` with the other parts of a rule and is re-exported here.
+"""
 
 from __future__ import annotations
 
-import math
 import re
 from datetime import timedelta
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
-from hms_contracts.alerts import Operator
-from hms_contracts.fields import Finite, Labels, MetricName, Severity
+from hms_contracts.fields import Labels, MetricName, Severity
 
 from .base import ConfigObject, Duration, ObjectName, kind, parse_duration
+from .rules import (
+    QUANTILES,
+    Aggregation,
+    Condition,
+    Matchers,
+    NoData,
+    as_text,
+    check_hold,
+    coerce_condition,
+    parse_hold,
+)
 from .steps import Step, coerce_step
 
-_CONDITION = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(\S+)\s*$")
+__all__ = ["Alert", "Condition", "Metric", "Playbook"]
+
 _URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$")
 
 Steps = Annotated[
@@ -51,50 +71,8 @@ class Metric(ConfigObject):
         return value
 
 
-class Condition(BaseModel):
-    """A comparison against a threshold, written as ``"> 1000"``."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    operator: Operator = Field(description="One of >, >=, <, <=, ==, !=")
-    threshold: Finite = Field(description="A finite number, in the metric's unit")
-
-    @classmethod
-    def parse(cls, text: str) -> Condition:
-        match = _CONDITION.fullmatch(text)
-        if match is None:
-            raise ValueError(
-                f"condition {text!r} must be an operator (>, >=, <, <=, ==, !=) and a number, "
-                "e.g. '> 1000'"
-            )
-        try:
-            threshold = float(match[2])
-        except ValueError:
-            raise ValueError(
-                f"condition {text!r}: threshold {match[2]!r} is not a number"
-            ) from None
-        if not math.isfinite(threshold):
-            raise ValueError(f"condition {text!r}: the threshold must be finite")
-        return cls(operator=match[1], threshold=threshold)  # type: ignore[arg-type]
-
-    def holds(self, value: float) -> bool:
-        """Whether ``value`` meets the condition."""
-        t = self.threshold
-        return {
-            ">": value > t,
-            ">=": value >= t,
-            "<": value < t,
-            "<=": value <= t,
-            "==": value == t,
-            "!=": value != t,
-        }[self.operator]
-
-    def __str__(self) -> str:
-        return f"{self.operator} {self.threshold:g}"
-
-
-def _condition(value: Any) -> Any:
-    return Condition.parse(value) if isinstance(value, str) else value
+def _check_opt_hold(value: str | None) -> str | None:
+    return None if value is None else check_hold(value)
 
 
 @kind
@@ -108,26 +86,102 @@ class Playbook(ConfigObject):
 
 @kind
 class Alert(ConfigObject):
-    """An alert rule: when ``metric`` meets ``condition`` for ``window``, the alert fires."""
+    """An alert rule: when ``metric`` meets ``condition``, the alert goes pending; once it has
+    held for ``for``, it fires (Prometheus's semantics).
+
+    The documents' form (``metric``, ``condition: "> 1000"``, ``window: 5m``) means that the
+    latest value must stay over the threshold for five minutes: without an ``aggregation`` the
+    ``window`` is also the ``for``. With an aggregation (``p99``, ``avg``, ``rate``, ...) the
+    window is the range the samples are aggregated over and ``for`` defaults to 0.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
     kind: ClassVar[str] = "alert"
 
     metric: MetricName = Field(description="Metric the rule watches")
-    condition: Annotated[Condition, BeforeValidator(_condition)] = Field(
+    condition: Annotated[Condition, BeforeValidator(coerce_condition)] = Field(
         description="Comparison against a threshold, e.g. '> 1000'"
     )
-    window: Duration = Field(default="1m", description="How long the condition must hold")
+    window: Duration = Field(
+        default="1m",
+        description="Range of samples each evaluation reads; without an aggregation, also how "
+        "long the condition must hold (the documents' form)",
+    )
+    aggregation: Aggregation | None = Field(
+        default=None,
+        description="How the window's samples become one value: last, avg, max, min, sum, "
+        "count, rate (per second, counters) or p50/p90/p95/p99; default last",
+    )
+    histogram: bool = Field(
+        default=False,
+        description="The metric is a Prometheus histogram: quantiles come from its "
+        "<metric>_bucket series (label le), the increase of each bucket over the window",
+    )
+    for_: Annotated[str | None, BeforeValidator(as_text), AfterValidator(_check_opt_hold)] = Field(
+        default=None,
+        alias="for",
+        description="How long the condition must hold before the alert fires (0 allowed); "
+        "default: the window without an aggregation, else 0",
+    )
+    keep_firing_for: Annotated[str, BeforeValidator(as_text), AfterValidator(check_hold)] = Field(
+        default="0s",
+        description="How long a firing alert keeps firing after the condition stops holding",
+    )
+    matchers: Matchers = Field(
+        default=(),
+        description="Which series of the metric the rule watches: label matchers as Prometheus "
+        'writes them (route="/claims", route=~"/claims/.*", env!="staging"), or a mapping of '
+        "label to value; none: every series",
+    )
+    no_data: NoData = Field(
+        default="ok",
+        description="A series without samples in its window: ok (resolves), alert (fires "
+        "after for) or keep_state (nothing changes)",
+    )
     severity: Severity = Field(default="critical", description="info, warning or critical")
+    labels: Labels = Field(
+        default_factory=dict, description="Labels added to every alert of this rule"
+    )
     playbook: ObjectName | Steps | None = Field(
         default=None,
         description="Steps to run when it fires: inline, or the name of a playbook object",
     )
 
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.histogram and self.aggregation not in QUANTILES:
+            raise ValueError(
+                f"histogram: a histogram rule needs a quantile aggregation "
+                f"({', '.join(QUANTILES)}), not {self.aggregation!r}"
+            )
+        return self
+
     @property
     def window_td(self) -> timedelta:
         return parse_duration(self.window)
 
+    @property
+    def aggregate(self) -> Aggregation:
+        """The aggregation in force (``last`` when none is given)."""
+        return self.aggregation or "last"
+
+    @property
+    def for_td(self) -> timedelta:
+        """How long the condition must hold before the alert fires."""
+        if self.for_ is not None:
+            return parse_hold(self.for_)
+        return self.window_td if self.aggregation is None else timedelta(0)
+
+    @property
+    def keep_firing_td(self) -> timedelta:
+        return parse_hold(self.keep_firing_for)
+
     def document(self) -> dict[str, Any]:
         doc = super().document()
         doc["condition"] = str(self.condition)
+        if "for_" in doc:
+            doc["for"] = doc.pop("for_")
+        if "matchers" in doc:
+            doc["matchers"] = [str(m) for m in self.matchers]
         return doc

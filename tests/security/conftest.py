@@ -14,7 +14,17 @@ from typing import Any
 import nats
 import pytest
 from hms_contracts import ServiceHeartbeat, specs, subjects, topology
-from hms_contracts.config import Alert, ConfigEntry, ConfigObject, Job, Metric, Playbook
+from hms_contracts.config import (
+    KINDS,
+    Alert,
+    ConfigEntry,
+    ConfigObject,
+    Job,
+    Metric,
+    Playbook,
+    ScrapeTarget,
+    Slo,
+)
 from hms_ops.state import ADMIN_USER, StatePaths, admin_connect
 from hms_stack import namespaces
 from hms_stack.natsserver import NatsServer, free_port
@@ -52,8 +62,14 @@ CONFIG_SEED: dict[str, bytes] = {
             {"namespace": "acme", "id": "rescore", "schedule": "0 0 * * *", "queue": "q"}
             | {"sla_minutes": 60, "command": ["true"]}
         ),
+        ScrapeTarget(namespace="acme", name="portal", url="http://127.0.0.1:9100/metrics"),
+        Slo(
+            namespace="acme", name="filings", objective=0.99, metric="filings.seconds", threshold=2
+        ),
     )
 }
+_unseeded = set(KINDS) - {key.split(".")[1] for key in CONFIG_SEED}
+assert not _unseeded, f"CONFIG_SEED needs an object of kind {', '.join(sorted(_unseeded))}"
 
 
 @dataclass

@@ -220,3 +220,17 @@ def test_samples_encode_as_the_model_would(secured: Secured) -> None:
         1_700_000_001,
     ]
     assert json.loads(body)["samples"][0]["labels"] == {"a": "é", "b": "2"}
+
+
+def test_a_metric_ttl_travels_with_every_batch() -> None:
+    from hms_ops.samples import Buffer, Encoder
+
+    encoder = Encoder(NS, "sdk", ttl_s=300)
+    buffer = Buffer(encoder, 10)
+    buffer.add("deploy.version", 142.0, at=1_700_000_000_000_000)
+    event_id, body = encoder.encode(buffer.take(10))
+    batch = MetricSampleBatch.model_validate_json(body)
+    assert batch.ttl_s == 300.0
+    assert batch.event_id == event_id
+    with pytest.raises(InvalidObject, match="metric_ttl"):
+        Encoder(NS, "sdk", ttl_s=0)

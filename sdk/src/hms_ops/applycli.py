@@ -14,6 +14,7 @@ import typer
 import yaml
 from hms_contracts import specs
 from hms_contracts.config import KINDS, parse_object
+from nats.aio.client import Client
 from rich.console import Console
 
 from .configfiles import dump_documents, load_objects
@@ -42,9 +43,9 @@ Output = Annotated[
 
 
 @asynccontextmanager
-async def registry(paths: StatePaths) -> AsyncIterator[ConfigStore]:
-    """The config registry of the stack running from ``paths``, as its admin; every write
-    audited on the bus. (The one place that connects: swap for the SDK's discovery later.)"""
+async def admin_bus(paths: StatePaths) -> AsyncIterator[Client]:
+    """A connection to the stack running from ``paths``, as its admin. (The one place that
+    connects: swap for the SDK's discovery later.)"""
     stack = read_stack_file(paths)
     if stack is None:
         raise StackError(
@@ -53,11 +54,30 @@ async def registry(paths: StatePaths) -> AsyncIterator[ConfigStore]:
         )
     nc = await admin_connect(stack["nats_url"], read_credentials(paths)[ADMIN_USER])
     try:
+        yield nc
+    finally:
+        await nc.close()
+
+
+@asynccontextmanager
+async def registry(paths: StatePaths) -> AsyncIterator[ConfigStore]:
+    """The config registry of the stack running from ``paths``, as its admin; every write
+    audited on the bus."""
+    async with admin_bus(paths) as nc:
         js = nc.jetstream()
         kv = await js.key_value(specs.CONFIG.bucket)
         yield ConfigStore(kv, author=ADMIN_USER, on_change=publish_changes(js))
-    finally:
-        await nc.close()
+
+
+def on_bus(paths: StatePaths, work: Callable[[Client], Awaitable[T]]) -> T:
+    """Run ``work`` on a connection to the stack at ``paths``; errors become one line and an
+    exit code."""
+
+    async def go() -> T:
+        async with admin_bus(paths) as nc:
+            return await work(nc)
+
+    return _one_line_errors(paths, go)
 
 
 def on_registry(paths: StatePaths, work: Callable[[ConfigStore], Awaitable[T]]) -> T:
@@ -68,6 +88,10 @@ def on_registry(paths: StatePaths, work: Callable[[ConfigStore], Awaitable[T]]) 
         async with registry(paths) as store:
             return await work(store)
 
+    return _one_line_errors(paths, go)
+
+
+def _one_line_errors(paths: StatePaths, go: Callable[[], Awaitable[T]]) -> T:
     try:
         return asyncio.run(asyncio.wait_for(go(), TIMEOUT_S))
     except TimeoutError:

@@ -43,6 +43,7 @@ class AsyncNOC:
         max_buffer: int = 200_000,
         max_in_flight: int = 64,
         ack_timeout: float = 10.0,
+        metric_ttl: float | None = None,
     ) -> None:
         if not 1 <= batch_size <= 10_000:
             raise ValueError(f"batch_size {batch_size} must be between 1 and 10000")
@@ -51,7 +52,9 @@ class AsyncNOC:
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.ack_timeout = ack_timeout
-        self.buffer = Buffer(Encoder(self.namespace, source), max(max_buffer, batch_size))
+        self.buffer = Buffer(
+            Encoder(self.namespace, source, metric_ttl), max(max_buffer, batch_size)
+        )
         self._js = bus.nc.jetstream(timeout=ack_timeout)
         self._in_flight: list[tuple[asyncio.Future[Any], str, bytes]] = []
         self._max_in_flight = max_in_flight

@@ -52,9 +52,16 @@ def micros(at: datetime) -> int:
 class Encoder:
     """Validates series once and writes batches of one namespace and source."""
 
-    def __init__(self, namespace: str, source: str) -> None:
+    def __init__(self, namespace: str, source: str, ttl_s: float | None = None) -> None:
+        if ttl_s is not None and not (math.isfinite(ttl_s) and 0 < ttl_s <= 366 * 86400):
+            raise InvalidObject(
+                f"metric_ttl {ttl_s!r} must be seconds, more than 0, at most a year"
+            )
         self.namespace = namespace
         self.source = source
+        #: pushed series expire this long after their last sample (None: never)
+        self.ttl_s = ttl_s
+        self._ttl = "" if ttl_s is None else f',"ttl_s":{float(ttl_s)!r}'
         self.subject = MetricSampleBatch.family.subject(namespace, source)
         self._series: dict[tuple[str, str, tuple[tuple[str, str], ...]], tuple[str, str]] = {}
 
@@ -102,7 +109,7 @@ class Encoder:
         body = (
             f'{{"event_id":{json.dumps(event_id)},"occurred_at":"{iso(time.time_ns() // 1000)}",'
             f'"namespace":"{self.namespace}","schema_version":1,"source":"{self.source}",'
-            f'"origin":"push","samples":{samples}}}'
+            f'"origin":"push","samples":{samples}{self._ttl}}}'
         )
         return event_id, body.encode()
 

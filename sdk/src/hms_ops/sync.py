@@ -101,6 +101,7 @@ class NOC:
         """Connect as the client of ``namespace`` (``USDS_Unemployment`` and
         ``usds_unemployment`` are the same). Keywords: ``url``, ``user``, ``password``,
         ``creds``, ``state_dir``, and the metric options ``batch_size``, ``flush_interval``,
+        ``metric_ttl`` (seconds after which a series pushed by this client expires),
         ``max_buffer``. Raises ConnectError saying why it could not connect."""
         loop = _Loop()
         try:

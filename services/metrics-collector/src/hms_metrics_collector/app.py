@@ -37,7 +37,8 @@ def resources_with(clock: Clock | None = None, store: SampleStore | None = None)
     async def opened(service: Service) -> AsyncIterator[Mapping[str, object]]:
         settings = _settings(service)
         retention = Retention(raw_s=settings.raw_retention_s, rollup_s=settings.retention_s)
-        own = store or await SqliteStore.open(settings.state_dir / STORE_FILE, retention)
+        # opened on first use, so that building the service touches no file
+        own = store or SqliteStore(settings.state_dir / STORE_FILE, retention)
         try:
             yield {
                 "clock": clock or SystemClock(),
@@ -48,6 +49,11 @@ def resources_with(clock: Clock | None = None, store: SampleStore | None = None)
             await own.close()
 
     return opened
+
+
+resources = resources_with()
+"""What the loops use, opened once per process and closed after them: the clock, the sample
+store (SQLite in the state directory) and the collector's metrics."""
 
 
 def known_namespaces(service: Service) -> frozenset[str] | None:

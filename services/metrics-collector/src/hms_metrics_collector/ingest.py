@@ -100,6 +100,7 @@ class Ingest:
 
     async def handle(self, batch: Sequence[Delivery[IncomingBatch]]) -> None:
         started = time.perf_counter()
+        await self.store.start()  # the series it knows are read before the checks
         stored: list[StoredBatch] = []
         refused: Counter[str] = Counter()
         new_series: dict[str, set[tuple[str, str]]] = {}

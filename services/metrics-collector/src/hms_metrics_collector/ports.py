@@ -28,6 +28,10 @@ class StoredBatch:
 class SampleStore(Protocol):
     """Where samples are kept and queried."""
 
+    async def start(self) -> None:
+        """Open the store (once; every other call may rely on it)."""
+        ...
+
     def knows(self, namespace: str, name: str, labels: str) -> bool:
         """Whether the series is already stored (and not expired)."""
         ...

@@ -10,6 +10,7 @@ the series are held in memory for the checks on the hot path.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from collections import defaultdict
@@ -118,9 +119,11 @@ class Retention:
 class SqliteStore:
     """The default :class:`~hms_metrics_collector.ports.SampleStore`."""
 
-    def __init__(self, db: aiosqlite.Connection, retention: Retention) -> None:
-        self.db = db
-        self.retention = retention
+    def __init__(self, path: Path, retention: Retention | None = None) -> None:
+        self.path = path
+        self.retention = retention or Retention()
+        self._db: aiosqlite.Connection | None = None
+        self._opening = asyncio.Lock()
         self._ids: dict[tuple[str, str, str], _Series] = {}
         self._by_name: dict[tuple[str, str], list[_Series]] = defaultdict(list)
         self._count: dict[str, int] = defaultdict(int)
@@ -128,20 +131,37 @@ class SqliteStore:
 
     @classmethod
     async def open(cls, path: Path, retention: Retention | None = None) -> SqliteStore:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(path)
-        await db.execute("PRAGMA journal_mode=WAL")
-        # a crash loses at most the last transactions, which JetStream redelivers (unacked)
-        await db.execute("PRAGMA synchronous=NORMAL")
-        await db.executescript(_SCHEMA)
-        await db.commit()
-        store = cls(db, retention or Retention())
-        async with db.execute(
-            "SELECT id, namespace, name, labels, last_ms, expires_ms FROM series"
-        ) as rows:
-            async for sid, ns, name, labels, last_ms, expires_ms in rows:
-                store._remember(sid, ns, name, labels, last_ms, expires_ms)
+        """The store at ``path``, opened."""
+        store = cls(path, retention)
+        await store.start()
         return store
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("the sample store is not open yet (await start())")
+        return self._db
+
+    async def start(self) -> None:
+        """Open the file (once) and load the series into memory."""
+        if self._db is not None:
+            return
+        async with self._opening:
+            if self._db is not None:
+                return
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = await aiosqlite.connect(self.path)
+            await db.execute("PRAGMA journal_mode=WAL")
+            # a crash loses at most the last transactions, which JetStream redelivers (unacked)
+            await db.execute("PRAGMA synchronous=NORMAL")
+            await db.executescript(_SCHEMA)
+            await db.commit()
+            async with db.execute(
+                "SELECT id, namespace, name, labels, last_ms, expires_ms FROM series"
+            ) as rows:
+                async for sid, ns, name, labels, last_ms, expires_ms in rows:
+                    self._remember(sid, ns, name, labels, last_ms, expires_ms)
+            self._db = db
 
     def _remember(
         self, sid: int, ns: str, name: str, labels: str, last_ms: int, expires_ms: int | None
@@ -162,6 +182,7 @@ class SqliteStore:
         return self._count.get(namespace, 0)
 
     async def write(self, batches: Sequence[StoredBatch]) -> int:
+        await self.start()
         now = ms(datetime.now(UTC))
         ids = [b.event_id for b in batches]
         seen: set[str] = set()
@@ -259,6 +280,7 @@ class SqliteStore:
         return found
 
     async def query(self, namespace: str, query: MetricQuery, now: datetime) -> list[MetricSeries]:
+        await self.start()
         selector = parse_selector(query.series)
         now_ms = ms(now)
         end_ms = ms(query.end) if query.end is not None else now_ms
@@ -309,6 +331,7 @@ class SqliteStore:
     # --- housekeeping -----------------------------------------------------------------------
 
     async def prune(self, now: datetime) -> int:
+        await self.start()
         now_ms = ms(now)
         r = self.retention
         expired = [
@@ -335,7 +358,9 @@ class SqliteStore:
         return len(expired)
 
     async def close(self) -> None:
-        await self.db.close()
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
 
 
 def _points(

@@ -17,6 +17,7 @@ from hms_contracts.config import (
     NotifyStep,
     Playbook,
     RunStep,
+    ScalePolicy,
     ScaleStep,
     config_key,
     parse_duration,
@@ -132,6 +133,7 @@ def test_every_kind_reads_back_its_own_document() -> None:
         Alert(namespace=NS, name="a", metric="m.x", condition="< 5", playbook="rollback"),  # type: ignore[arg-type]
         Playbook(namespace=NS, name="rollback", steps=DOCUMENT_STEPS),  # type: ignore[arg-type]
         Job(namespace=NS, name="nightly", schedule="0 0 * * *", queue="q", command=("true",)),
+        ScalePolicy(namespace=NS, name="pool", max=5, scale_down={"stabilization": "30s"}),  # type: ignore[arg-type]
     ]
     assert {type(o).kind for o in objects} == set(KINDS)
     for obj in objects:

@@ -78,6 +78,10 @@ FAMILIES: tuple[Family, ...] = (
     EVENT,
 )
 
+#: request/reply: the autoscaler's leader answers with every pool's state (``hms-ops scale
+#: status``); outside the ``ops.scale`` family, so no stream captures the requests
+SCALE_STATUS = "ops.scale_status.pools"
+
 DLQ_PREFIX = "dlq"
 DLQ_ALL = f"{DLQ_PREFIX}.>"
 

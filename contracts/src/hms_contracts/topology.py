@@ -7,6 +7,8 @@ This is the single source for provisioning ownership and for the per-service NAT
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from . import specs
@@ -29,6 +31,9 @@ class ServiceSpec(BaseModel):
     subscribes: tuple[str, ...] = Field(default=(), description="Core subjects it may subscribe")
     config_kinds: tuple[str, ...] = Field(
         default=(), description="Config kinds it follows in the registry (read only)"
+    )
+    answers: tuple[str, ...] = Field(
+        default=(), description="Core subjects it answers requests on (one reply each)"
     )
 
     @field_validator("config_kinds")
@@ -85,7 +90,12 @@ SERVICES: tuple[ServiceSpec, ...] = (
         singleton=True,
         streams=("SCALE",),
         reads=("JOB_RUNS",),
-        publishes=(s.SCALE.wildcard(),),
+        # decisions; an alert when a pool's input cannot be read; answers to scale status
+        publishes=(s.SCALE.wildcard(), s.ALERT.wildcard()),
+        # new work wakes it (no payload read); metric triggers
+        subscribes=(s.JOB_RUN.wildcard(), s.METRIC.wildcard()),
+        answers=(s.SCALE_STATUS,),
+        config_kinds=("scale_policy",),
     ),
     ServiceSpec(
         name="metrics-collector",
@@ -190,7 +200,7 @@ def _config_read_api(kind: str) -> list[str]:
     ]
 
 
-def nats_permissions(svc: ServiceSpec) -> dict[str, dict[str, list[str]]]:
+def nats_permissions(svc: ServiceSpec) -> dict[str, dict[str, Any]]:
     """Least-privilege NATS permissions for one service's user.
 
     The service may publish what it emits, its heartbeat and the dead letters of what it
@@ -218,11 +228,15 @@ def nats_permissions(svc: ServiceSpec) -> dict[str, dict[str, list[str]]]:
         publish += _own_keys_api(specs.LEASES, specs.lease_key(svc.name))
     for kind in svc.config_kinds:
         publish += _config_read_api(kind)
-    subscribe = [f"{s.inbox_prefix(svc.name)}.>", *svc.subscribes]
-    return {
+    subscribe = [f"{s.inbox_prefix(svc.name)}.>", *svc.subscribes, *svc.answers]
+    permissions: dict[str, dict[str, Any]] = {
         "publish": {"allow": sorted(dict.fromkeys(publish))},
         "subscribe": {"allow": sorted(dict.fromkeys(subscribe))},
     }
+    if svc.answers:
+        # one reply to each request it received, on the requester's own inbox
+        permissions["allow_responses"] = {"max": 1}
+    return permissions
 
 
 # --- namespace clients ----------------------------------------------------------------------

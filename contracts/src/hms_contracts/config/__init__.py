@@ -18,6 +18,7 @@ from .base import (
 )
 from .jobs import Job
 from .objects import Alert, Condition, Metric, Playbook
+from .scaling import MetricTrigger, ScalePolicy, ScaleRules, parse_series
 from .steps import (
     ApproveStep,
     NotifyStep,
@@ -39,17 +40,21 @@ __all__ = [
     "ConfigObject",
     "Job",
     "Metric",
+    "MetricTrigger",
     "NotifyStep",
     "PauseQueueStep",
     "Playbook",
     "ResumeQueueStep",
     "RunStep",
+    "ScalePolicy",
+    "ScaleRules",
     "ScaleStep",
     "Step",
     "TicketStep",
     "config_key",
     "parse_duration",
     "parse_object",
+    "parse_series",
     "parse_step",
     "split_key",
 ]

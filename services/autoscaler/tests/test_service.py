@@ -266,7 +266,7 @@ async def test_a_missing_consumer_holds_the_pool_and_raises_an_alert(
         [decision] = seen.scale
         assert (decision["action"], decision["degraded"], decision["desired"]) == ("hold", True, 0)
         _, health = await proc.healthz()
-        assert "ssa.scale_policy.ssa_workers" in str(health.get("degraded"))
+        assert "ssa.ssa_workers" in str(health.get("degraded"))
         await publish_many(js, runs(50))
         await asyncio.sleep(2.0)
         assert running_workers(state) == []  # held: never a jump on an unreadable input

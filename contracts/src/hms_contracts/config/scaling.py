@@ -290,5 +290,6 @@ class ScalePolicy(ConfigObject):
         return parse_duration(self.poll_interval).total_seconds()
 
     @property
-    def pool(self) -> str:
-        return self.name
+    def pool_id(self) -> str:
+        """``<namespace>.<pool>``: the pool, across namespaces."""
+        return f"{self.namespace}.{self.name}"

@@ -138,10 +138,10 @@ class LocalWorkers:
             log.info("adopted %d running worker(s) from %s", adopted, self.state_file)
 
     async def workers(self, policy: ScalePolicy) -> int:
-        return len(self._running(policy.key()))
+        return len(self._running(policy.pool_id))
 
     async def scale(self, policy: ScalePolicy, desired: int) -> None:
-        running = self._running(policy.key())
+        running = self._running(policy.pool_id)
         if desired > len(running):
             started = await asyncio.gather(
                 *(self._start(policy) for _ in range(desired - len(running))),
@@ -151,7 +151,7 @@ class LocalWorkers:
             self._save()
             if failed:
                 raise BackendError(
-                    f"pool {policy.key()}: {len(failed)} worker(s) failed to start: {failed[0]}"
+                    f"pool {policy.pool_id}: {len(failed)} worker(s) failed to start: {failed[0]}"
                 )
         elif desired < len(running):
             for worker in reversed(running[desired:]):  # the newest first
@@ -181,7 +181,7 @@ class LocalWorkers:
         prefix = "HMS_WORKER_POOL_"
         env[prefix + "INSTANCE_ID"] = instance_id
         env[prefix + "HTTP_PORT"] = "0"
-        env.setdefault(prefix + "STATE_DIR", str(self.state_dir / "pools" / policy.key()))
+        env.setdefault(prefix + "STATE_DIR", str(self.state_dir / "pools" / policy.pool_id))
         if self.nats_url is not None:
             env.setdefault(prefix + "NATS_URL", self.nats_url)
         if policy.worker_concurrency is not None:
@@ -193,14 +193,14 @@ class LocalWorkers:
         env = self.worker_env(policy, instance_id)
         for folder in (Path(env["HMS_WORKER_POOL_STATE_DIR"]), self.log_dir):
             folder.mkdir(parents=True, exist_ok=True)
-        log_path = self.log_dir / f"{policy.key()}-{instance_id}.log"
+        log_path = self.log_dir / f"{policy.pool_id}-{instance_id}.log"
         if self.launch == "fork":
             pid = await asyncio.to_thread(self._fork, env, log_path)
         else:
             pid = self._exec(env, log_path)
-        worker = LocalWorker(policy.key(), instance_id, pid, start_time(pid))
-        self.pools.setdefault(policy.key(), []).append(worker)
-        log.info("pool %s: started worker %s (pid %d)", policy.key(), instance_id, pid)
+        worker = LocalWorker(policy.pool_id, instance_id, pid, start_time(pid))
+        self.pools.setdefault(policy.pool_id, []).append(worker)
+        log.info("pool %s: started worker %s (pid %d)", policy.pool_id, instance_id, pid)
         return worker
 
     def _fork(self, env: dict[str, str], log_path: Path) -> int:

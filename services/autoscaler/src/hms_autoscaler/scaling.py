@@ -148,7 +148,7 @@ class Autoscaler:
             await asyncio.sleep(WAKE_DEBOUNCE_S)
 
     def _sync_policies(self) -> None:
-        current = {p.key(): p for p in self.policies()}
+        current = {p.pool_id: p for p in self.policies()}
         for key in list(self.pools):
             if key not in current:
                 log.info("pool %s: its policy was deleted; its workers are left as they are", key)
@@ -192,7 +192,7 @@ class Autoscaler:
             try:
                 await backend.scale(policy, decision.desired)
             except BackendError as exc:
-                log.error("pool %s: %s", policy.key(), exc)
+                log.error("pool %s: %s", policy.pool_id, exc)
                 decision = Decision(
                     current,
                     decision.desired,
@@ -260,8 +260,8 @@ class Autoscaler:
         """Publish a scale, a change of health, and a pool's first decision; keep the rest."""
         pool.last = event
         self.metrics.decisions.labels(action=event.action).inc()
-        self.metrics.workers.labels(pool=pool.policy.key()).set(event.desired)
-        self.metrics.backlog.labels(pool=pool.policy.key()).set(event.backlog or 0)
+        self.metrics.workers.labels(pool=pool.policy.pool_id).set(event.desired)
+        self.metrics.backlog.labels(pool=pool.policy.pool_id).set(event.backlog or 0)
         before = pool.published
         if event.action == "hold" and before is not None and before.degraded == event.degraded:
             return
@@ -269,7 +269,7 @@ class Autoscaler:
         pool.history.append(event)
         log.info(
             "pool %s: %s %d -> %d: %s",
-            pool.policy.key(),
+            pool.policy.pool_id,
             event.action,
             event.current,
             event.desired,
@@ -278,7 +278,7 @@ class Autoscaler:
         try:
             await publish(self.js, event)
         except Exception as exc:
-            log.error("pool %s: could not publish its decision: %r", pool.policy.key(), exc)
+            log.error("pool %s: could not publish its decision: %r", pool.policy.pool_id, exc)
         await self._alert(pool, event)
 
     async def _alert(self, pool: Pool, event: ScaleDecided) -> None:
@@ -320,7 +320,7 @@ class Autoscaler:
         try:
             await publish(self.js, alert)
         except Exception as exc:
-            log.error("pool %s: could not publish its alert: %r", p.key(), exc)
+            log.error("pool %s: could not publish its alert: %r", p.pool_id, exc)
 
     def _report(self) -> None:
         if self.on_degraded is None:

@@ -17,6 +17,7 @@ from hms_contracts.config import (
     NotifyStep,
     Playbook,
     RunStep,
+    ScalePolicy,
     ScaleStep,
     ScrapeTarget,
     Slo,
@@ -136,6 +137,7 @@ def test_every_kind_reads_back_its_own_document() -> None:
         Job(namespace=NS, name="nightly", schedule="0 0 * * *", queue="q", command=("true",)),
         ScrapeTarget(namespace=NS, name="portal", url="http://127.0.0.1:9100/metrics"),
         Slo(namespace=NS, name="filings", objective=0.99, metric="filings.seconds", threshold=2),
+        ScalePolicy(namespace=NS, name="pool", max=5, scale_down={"stabilization": "30s"}),  # type: ignore[arg-type]
     ]
     assert {type(o).kind for o in objects} == set(KINDS)
     for obj in objects:

@@ -85,6 +85,9 @@ FAMILIES: tuple[Family, ...] = (
 QUERY_METRICS = Family("ops.query.metrics", 0)
 """Metric queries: a MetricQuery sent as a request on ``ops.query.metrics.<ns>``, answered with
 a MetricQueryResult by the metrics-collector (so a namespace's clients may ask about their own)."""
+#: request/reply: the autoscaler's leader answers with every pool's state (``hms-ops scale
+#: status``); outside the ``ops.scale`` family, so no stream captures the requests
+SCALE_STATUS = "ops.scale_status.pools"
 
 DLQ_PREFIX = "dlq"
 DLQ_ALL = f"{DLQ_PREFIX}.>"

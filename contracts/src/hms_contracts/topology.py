@@ -95,7 +95,12 @@ SERVICES: tuple[ServiceSpec, ...] = (
         singleton=True,
         streams=("SCALE",),
         reads=("JOB_RUNS",),
-        publishes=(s.SCALE.wildcard(),),
+        # decisions; an alert when a pool's input cannot be read; answers to scale status
+        publishes=(s.SCALE.wildcard(), s.ALERT.wildcard()),
+        # new work wakes it (no payload read); metric triggers
+        subscribes=(s.JOB_RUN.wildcard(), s.METRIC.wildcard()),
+        serves=(s.SCALE_STATUS,),
+        config_kinds=("scale_policy",),
     ),
     ServiceSpec(
         name="metrics-collector",

@@ -21,6 +21,7 @@ from .objects import Alert, Condition, Metric, Playbook
 from .rules import Matcher
 from .scrape import ScrapeTarget
 from .slos import BurnWindow, Slo
+from .scaling import MetricTrigger, ScalePolicy, ScaleRules, parse_series
 from .steps import (
     ApproveStep,
     NotifyStep,
@@ -44,11 +45,14 @@ __all__ = [
     "Job",
     "Matcher",
     "Metric",
+    "MetricTrigger",
     "NotifyStep",
     "PauseQueueStep",
     "Playbook",
     "ResumeQueueStep",
     "RunStep",
+    "ScalePolicy",
+    "ScaleRules",
     "ScaleStep",
     "ScrapeTarget",
     "Slo",
@@ -57,6 +61,7 @@ __all__ = [
     "config_key",
     "parse_duration",
     "parse_object",
+    "parse_series",
     "parse_step",
     "split_key",
 ]

@@ -1,31 +1,86 @@
-"""Builds the autoscaler service: its settings, routers and resources, and nothing else."""
+"""Builds the autoscaler service: its settings, resources and leader loop, and nothing else."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 
-from hms_kit import Service, SystemClock
+from hms_contracts import specs
+from hms_contracts.config import ScalePolicy
+from hms_kit import Clock, Loop, Resources, Service, SystemClock
 
 from . import __version__
+from .backends import configured_backends
 from .core import SERVICE
 from .handlers import router
+from .ports import Backend
+from .scaling import Autoscaler, AutoscalerMetrics
 from .settings import AutoscalerSettings
 
-
-@asynccontextmanager
-async def resources(service: Service) -> AsyncIterator[Mapping[str, object]]:
-    """What the autoscaler's handlers use, opened once per process and closed after the last
-    handler ran; handlers receive each by name (``clock: Annotated[Clock, Context("clock")]``)."""
-    yield {"clock": SystemClock()}
+BackendFactory = Callable[[Service], Mapping[str, Backend]]
 
 
-def create_service(settings: AutoscalerSettings | None = None) -> Service:
-    """The autoscaler process: broker, app, resources, health, heartbeat, lease."""
+def _settings(service: Service) -> AutoscalerSettings:
+    if not isinstance(service.settings, AutoscalerSettings):
+        raise TypeError(f"the autoscaler needs AutoscalerSettings, not {service.settings!r}")
+    return service.settings
+
+
+def resources_with(clock: Clock | None = None) -> Resources:
+    @asynccontextmanager
+    async def opened(service: Service) -> AsyncIterator[Mapping[str, object]]:
+        yield {
+            "clock": clock or SystemClock(),
+            "metrics": AutoscalerMetrics(service.metrics.registry),
+        }
+
+    return opened
+
+
+resources = resources_with()
+"""What the leader loop uses, opened once per process: the clock and the autoscaler's metrics."""
+
+
+def autoscale_with(backends: BackendFactory | None = None) -> Loop:
+    async def autoscale(service: Service) -> None:
+        """The leader loop: runs only while this instance holds the autoscaler's lease; on
+        taking it, the backends adopt the workers the previous leader started."""
+        settings, context = _settings(service), service.broker.context
+
+        def policies() -> list[ScalePolicy]:
+            objs = service.config.objects(ScalePolicy.kind)
+            return [o for o in objs if isinstance(o, ScalePolicy)]
+
+        made = (backends or (lambda s: configured_backends(settings, s.settings.nats_url)))(service)
+        scaler = Autoscaler(
+            service.nc,
+            policies,
+            made,
+            context.get("clock"),
+            instance_id=service.instance_id,
+            metrics=context.get("metrics"),
+            on_degraded=lambda reason: service.report_degraded("pools", reason),
+        )
+        await scaler.run()
+
+    return autoscale
+
+
+def create_service(
+    settings: AutoscalerSettings | None = None,
+    *,
+    clock: Clock | None = None,
+    backends: BackendFactory | None = None,
+    lease_bucket: specs.KVSpec = specs.LEASES,
+) -> Service:
+    """The autoscaler process: broker, app, resources, health, heartbeat, lease, leader loop.
+    ``clock`` and ``backends`` replace the system clock and the configured backends (tests)."""
     return Service(
         SERVICE,
         settings or AutoscalerSettings(),
         version=__version__,
         routers=(router,),
-        resources=resources,
+        resources=resources_with(clock),
+        leader_loops=(autoscale_with(backends),),
+        lease_bucket=lease_bucket,
     )

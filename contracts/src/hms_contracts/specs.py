@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -79,6 +79,7 @@ class KVSpec(_Spec):
     ttl_s: float = Field(default=0.0, ge=0, description="Entry lifetime, seconds (0: forever)")
     history: int = Field(default=1, ge=1, le=64, description="Revisions kept per key")
     max_value_size: int = Field(default=64 * 1024, description="Largest value, bytes")
+    replicas: int = Field(default=1, ge=1, le=5, description="Replicas (3 in a cluster)")
     description: str = Field(default="", description="What the bucket holds")
 
 
@@ -306,3 +307,20 @@ def stream_for(name: str) -> StreamSpec:
         if spec.name == name:
             return spec
     raise KeyError(f"no stream named {name!r} in the catalogue")
+
+
+# --- clustered deployments -----------------------------------------------------------------
+
+_Replicated = TypeVar("_Replicated", StreamSpec, KVSpec)
+
+
+def with_replicas(spec: _Replicated, replicas: int) -> _Replicated:
+    """The spec with ``replicas`` copies of its data (the catalogue says 1: one server).
+
+    On a 3-node NATS cluster every stream and bucket is provisioned with 3 replicas, so a
+    message acknowledged by the stream is on a majority of the nodes and survives one node's
+    loss; the count comes from settings (``stream_replicas``), never from the catalogue.
+    """
+    if not 1 <= replicas <= 5:
+        raise ValueError(f"replicas must be between 1 and 5, got {replicas}")
+    return spec.model_copy(update={"replicas": replicas})

@@ -20,6 +20,8 @@ from hms_contracts.base import SYSTEM_NAMESPACE
 from hms_contracts.bus import BusEvent
 from hms_contracts.subjects import Family
 
+from . import natsconf
+
 ASYNCAPI_PATH = "docs/asyncapi.yaml"
 SCHEMAS_DIR = "docs/schemas"
 PERMISSIONS_PATH = "infra/nats/permissions.json"
@@ -214,6 +216,7 @@ def render() -> dict[str, str]:
     }
     for model in CATALOGUE:
         files[f"{SCHEMAS_DIR}/{model.__name__}.json"] = _json(event_schema(model))
+    files.update(natsconf.render())  # nats-server configs for containers and the cluster
     return files
 
 

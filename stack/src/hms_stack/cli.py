@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from hms_kit.tls import TlsError, client_tls
 from hms_ops.cli import StateDir, console, err, state_paths
 from hms_ops.state import ADMIN_USER
 from rich.table import Table
 
 from .errors import StackError
 from .launch import LauncherName
-from .stack import Stack, UpOptions, provision_with, run_up
+from .stack import NatsTls, Stack, UpOptions, provision_with, run_up
 
 
 def _tail(log: Path, lines: int = 4) -> str:
@@ -45,10 +46,35 @@ def up(
         LauncherName,
         typer.Option(help="fork: from a preloaded server (fast start); exec: fresh interpreters."),
     ] = "fork",
+    nats_host: Annotated[
+        str,
+        typer.Option(
+            envvar="HMS_NATS_HOST",
+            help="Address NATS listens on; anything but loopback needs the --nats-tls-* files.",
+        ),
+    ] = "127.0.0.1",
+    nats_tls_cert: Annotated[
+        Path | None, typer.Option(envvar="HMS_NATS_TLS_CERT", help="nats-server's certificate.")
+    ] = None,
+    nats_tls_key: Annotated[
+        Path | None, typer.Option(envvar="HMS_NATS_TLS_KEY", help="Its private key.")
+    ] = None,
+    nats_tls_ca: Annotated[
+        Path | None,
+        typer.Option(envvar="HMS_NATS_TLS_CA", help="The CA that signed it (services trust it)."),
+    ] = None,
 ) -> None:
     """Run the whole stack: embedded NATS and every service, supervised, until Ctrl-C."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    tls_files = (nats_tls_cert, nats_tls_key, nats_tls_ca)
+    if any(tls_files) and not all(tls_files):
+        err.print("[red]error:[/] --nats-tls-cert, --nats-tls-key and --nats-tls-ca go together")
+        raise typer.Exit(2)
     opts = UpOptions(
+        nats_host=nats_host,
+        nats_tls=NatsTls(nats_tls_cert, nats_tls_key, nats_tls_ca)
+        if nats_tls_cert and nats_tls_key and nats_tls_ca
+        else None,
         paths=state_paths(state_dir),
         nats_port=nats_port,
         console_port=console_port,
@@ -102,11 +128,35 @@ def provision(
     password: Annotated[
         str, typer.Option(envvar="HMS_NATS_PASSWORD", help="Admin password (env preferred).")
     ] = "",
+    replicas: Annotated[
+        int,
+        typer.Option(
+            envvar="HMS_STREAM_REPLICAS",
+            help="Replicas of every stream and bucket (3 on a 3-node cluster).",
+            min=1,
+            max=5,
+        ),
+    ] = 1,
+    tls_ca: Annotated[
+        Path | None,
+        typer.Option(envvar="HMS_NATS_TLS_CA", help="CA bundle that signed the server (TLS)."),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option(envvar="HMS_NATS_TLS_CERT", help="Client certificate (mTLS).")
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option(envvar="HMS_NATS_TLS_KEY", help="Client certificate's key.")
+    ] = None,
 ) -> None:
     """Create the shared streams and buckets and every service's streams and consumers, as the
     admin (what `up` does before starting services; run it before a service run alone)."""
     try:
-        asyncio.run(provision_with(nats_url, user, password))
+        tls = client_tls(tls_ca, tls_cert, tls_key)
+    except TlsError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    try:
+        asyncio.run(provision_with(nats_url, user, password, replicas=replicas, tls=tls))
     except StackError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None

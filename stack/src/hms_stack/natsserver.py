@@ -98,11 +98,22 @@ class NatsServer:
     #: when set, asked for the users each time the config is written (a restart picks up the
     #: namespace clients added or revoked since the start)
     users_from: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None
+    #: nats-server's ``cluster`` block (name, listen, routes): one node of a cluster
+    cluster: Mapping[str, Any] | None = None
+    #: nats-server's ``tls`` block for client connections (cert_file, key_file, ca_file ...)
+    tls: Mapping[str, Any] | None = None
+    #: where the monitoring port listens (default: ``host``); ``up`` keeps it on loopback
+    monitor_host: str | None = None
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
+    def client_host(self) -> str:
+        """The address a local client dials: loopback when bound to every address."""
+        return "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+
+    @property
     def url(self) -> str:
-        return f"nats://{self.host}:{self.port}"
+        return f"nats://{self.client_host}:{self.port}"
 
     @property
     def pid(self) -> int | None:
@@ -126,9 +137,13 @@ class NatsServer:
             "max_payload": 8 * 1024 * 1024,
         }
         if self.monitor_port is not None:
-            config["http"] = f"{self.host}:{self.monitor_port}"
+            config["http"] = f"{self.monitor_host or self.host}:{self.monitor_port}"
         if self.users is not None:
             config["authorization"] = render_users(self.users)
+        if self.cluster is not None:
+            config["cluster"] = dict(self.cluster)
+        if self.tls is not None:
+            config["tls"] = dict(self.tls)
         return config
 
     def write_config(self) -> Path:
@@ -142,7 +157,8 @@ class NatsServer:
 
     @property
     def monitor_url(self) -> str | None:
-        return f"http://{self.host}:{self.monitor_port}" if self.monitor_port else None
+        host = self.monitor_host or self.client_host
+        return f"http://{host}:{self.monitor_port}" if self.monitor_port else None
 
     def start(self, timeout: float = 10.0) -> None:
         """Start the process and wait until it answers with its INFO line."""
@@ -182,7 +198,7 @@ class NatsServer:
                     + (f"; see {self.log_file}" if self.log_file else "")
                 )
             try:
-                info = read_server_info(self.host, self.port)
+                info = read_server_info(self.client_host, self.port)
             except (OSError, NatsServerError) as exc:
                 last = exc
                 time.sleep(0.02)

@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import ipaddress
 import logging
 import os
 import secrets
 import signal
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TextIO
 
 import nats
@@ -20,6 +23,7 @@ from hms_contracts import specs, topology
 from hms_kit import provision, publish
 from hms_kit.provision import provision_shared
 from hms_kit.settings import env_prefix
+from hms_kit.tls import client_tls
 from hms_ops.state import ADMIN_USER, StatePaths, read_stack_file
 from nats.aio.client import Client
 from nats.js import JetStreamContext
@@ -56,6 +60,54 @@ class UpOptions:
     #: a service or nats-server that does not answer its /healthz (or, for nats-server, says
     #: JetStream is unhealthy) for this long is killed and restarted
     unhealthy_after_s: float = 3.0
+    #: where nats-server listens for clients (``host`` when None); anything but loopback
+    #: needs ``nats_tls`` (users and passwords are always on)
+    nats_host: str | None = None
+    nats_tls: NatsTls | None = None
+
+
+@dataclass(frozen=True)
+class NatsTls:
+    """nats-server's certificate and key, and the CA that signed it (services trust it)."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+    def server_block(self) -> dict[str, Any]:
+        return {"cert_file": str(self.cert), "key_file": str(self.key), "ca_file": str(self.ca)}
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name may resolve anywhere
+
+
+def check_exposure(opts: UpOptions) -> None:
+    """Refuse to put NATS on a non-loopback address without authentication and TLS.
+
+    ``up`` always gives every user a password; beyond loopback the passwords (and every
+    message) must not cross the network in clear, so TLS is required too."""
+    host = opts.nats_host or opts.host
+    if is_loopback(host):
+        return
+    if opts.nats_tls is None:
+        raise StackError(
+            f"refusing to bind NATS to {host}, which is not a loopback address, without TLS: "
+            "give --nats-tls-cert, --nats-tls-key and --nats-tls-ca (passwords are always on), "
+            "or keep the default 127.0.0.1"
+        )
+    for what, path in (
+        ("--nats-tls-cert", opts.nats_tls.cert),
+        ("--nats-tls-key", opts.nats_tls.key),
+        ("--nats-tls-ca", opts.nats_tls.ca),
+    ):
+        if not path.is_file():
+            raise StackError(f"{what} {path}: no such file")
 
 
 async def _connection_error(exc: Exception) -> None:
@@ -64,7 +116,13 @@ async def _connection_error(exc: Exception) -> None:
 
 
 def stack_server(
-    paths: StatePaths, creds: dict[str, str], host: str, port: int, *, name: str | None = None
+    paths: StatePaths,
+    creds: dict[str, str],
+    host: str,
+    port: int,
+    *,
+    name: str | None = None,
+    tls: NatsTls | None = None,
 ) -> NatsServer:
     """The embedded nats-server as ``up`` configures it: loopback, JetStream, one user each
     with a bcrypt-hashed password, a monitoring port for the watchdog, dying with ``up``."""
@@ -78,30 +136,44 @@ def stack_server(
         # read at every (re)start: the namespace clients added or revoked meanwhile
         users_from=lambda: nats_users(hashes, namespace_users(paths)),
         log_file=paths.logs / "nats-server.log",
-        monitor_port=free_port(host),
+        # the watchdog's /healthz, always on loopback
+        monitor_host="127.0.0.1",
+        monitor_port=free_port("127.0.0.1"),
         die_with_parent=True,
+        tls=tls.server_block() if tls else None,
     )
 
 
-async def provision_stack(js: JetStreamContext) -> None:
+async def provision_stack(js: JetStreamContext, *, replicas: int | None = None) -> None:
     """What the stack's admin provisions before any service starts: the shared streams and
     buckets (only the admin may create or change them), then every service's streams and
-    consumers, so no service waits for another's."""
-    await provision_shared(js)
+    consumers, so no service waits for another's. ``replicas``: 3 on a 3-node cluster."""
+    await provision_shared(js, replicas=replicas)
     owned = [s for s in specs.STREAMS if s not in specs.SHARED_STREAMS]
-    await provision(js, streams=owned, consumers=specs.CONSUMERS)
+    await provision(js, streams=owned, consumers=specs.CONSUMERS, replicas=replicas)
 
 
-async def provision_with(url: str, user: str, password: str) -> None:
+async def provision_with(
+    url: str,
+    user: str,
+    password: str,
+    *,
+    replicas: int | None = None,
+    tls: ssl.SSLContext | None = None,
+) -> None:
     """``hms-ops provision``: what ``up`` provisions, on any server, as its admin user."""
     try:
         nc = await nats.connect(
-            url, user=user or None, password=password or None, max_reconnect_attempts=0
+            [u.strip() for u in url.split(",") if u.strip()],
+            user=user or None,
+            password=password or None,
+            max_reconnect_attempts=0,
+            tls=tls,
         )
     except Exception as exc:
         raise StackError(f"cannot connect to {url} as {user!r}: {exc}") from exc
     try:
-        await provision_stack(nc.jetstream())
+        await provision_stack(nc.jetstream(), replicas=replicas)
     except Exception as exc:
         raise StackError(f"provisioning {url} as {user!r} failed: {exc}") from exc
     finally:
@@ -128,6 +200,8 @@ def service_children(opts: UpOptions, nats_url: str, creds: dict[str, str]) -> l
             prefix + "HEARTBEAT_INTERVAL_S": str(opts.heartbeat_interval_s),
             prefix + "DRAIN_TIMEOUT_S": str(opts.drain_timeout_s),
         }
+        if opts.nats_tls is not None:
+            env[prefix + "NATS_TLS_CA"] = str(opts.nats_tls.ca)
         children.append(
             Child(
                 name=svc.name,
@@ -162,19 +236,26 @@ class Stack:
     async def start(self) -> None:
         t0 = time.monotonic()
         opts, paths = self.opts, self.opts.paths
+        check_exposure(opts)
+        nats_host = opts.nats_host or opts.host
         roles = {
             "NATS (--nats-port)": opts.nats_port,
             "the console (--console-port)": opts.console_port,
         }
-        check_ports(opts.host, roles, free=False)  # one port per role, before touching anything
+        check_ports(nats_host, roles, free=False)  # one port per role, before touching anything
         with writing_state(paths):
             paths.make()
             self._take_lock()
             self._reap_leftovers()
             creds = load_credentials(paths)
-        check_ports(opts.host, roles)
+        check_ports(nats_host, roles)
         self.server = stack_server(
-            paths, creds, opts.host, opts.nats_port, name=f"hms-ops-{self.stack_id}"
+            paths,
+            creds,
+            nats_host,
+            opts.nats_port,
+            name=f"hms-ops-{self.stack_id}",
+            tls=opts.nats_tls,
         )
         self.keeper = NatsKeeper(
             self.server, unhealthy_after_s=opts.unhealthy_after_s, after_start=self._nats_started
@@ -185,7 +266,7 @@ class Stack:
             await self.keeper.start()
         except Exception as exc:
             raise StackError(
-                f"nats-server did not start on {opts.host}:{opts.nats_port}: {exc} "
+                f"nats-server did not start on {nats_host}:{opts.nats_port}: {exc} "
                 f"(log: {paths.logs / 'nats-server.log'})"
             ) from exc
         self._admin = await nats.connect(
@@ -197,6 +278,7 @@ class Stack:
             reconnect_time_wait=0.2,
             connect_timeout=2,
             error_cb=_connection_error,
+            tls=client_tls(opts.nats_tls.ca) if opts.nats_tls else None,
         )
         await provision_stack(self._admin.jetstream())
         await self._check_streams()

@@ -14,23 +14,34 @@ from typing import Any
 
 from fast_depends.pydantic import PydanticSerializer
 from faststream.nats import NatsBroker
-from faststream.nats.security import NatsCredentials, NatsUserPassword
+from faststream.nats.security import NatsCredentials, NatsSecurity, NatsUserPassword
 from faststream.security import BaseSecurity
 
 from .metrics import KitMetrics
 from .settings import ServiceSettings
+from .tls import client_tls
 
 log = logging.getLogger(__name__)
 
 
 def nats_security(settings: ServiceSettings) -> BaseSecurity | None:
-    """A .creds file, a user and password, or nothing (an open server)."""
+    """A .creds file, a user and password, or nothing (an open server); over TLS when the
+    settings name a CA (:func:`hms_kit.tls.client_tls`)."""
+    tls = client_tls(settings.nats_tls_ca, settings.nats_tls_cert, settings.nats_tls_key)
     if settings.nats_creds_file is not None:
-        return NatsCredentials(str(settings.nats_creds_file))
+        return NatsCredentials(str(settings.nats_creds_file), ssl_context=tls)
     if settings.nats_user:
         password = settings.nats_password.get_secret_value() if settings.nats_password else ""
-        return NatsUserPassword(settings.nats_user, password)
+        return NatsUserPassword(settings.nats_user, password, ssl_context=tls)
+    if tls is not None:
+        return NatsSecurity(ssl_context=tls)
     return None
+
+
+def authenticated(settings: ServiceSettings) -> bool:
+    """Whether the service presents credentials (then the stack's admin provisions the
+    shared objects, and the service only waits for them)."""
+    return settings.nats_creds_file is not None or bool(settings.nats_user)
 
 
 class ConnectionEvents:

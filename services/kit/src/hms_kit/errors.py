@@ -15,3 +15,7 @@ class DriftError(ProvisioningError):
 
 class SubscriberError(KitError):
     """A durable subscriber's handlers do not match the event types its consumer carries."""
+
+
+class TlsError(KitError):
+    """A TLS setting names a file that is missing or not a usable certificate or key."""

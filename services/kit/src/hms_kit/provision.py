@@ -21,6 +21,7 @@ from hms_contracts.specs import (
     KVSpec,
     StreamSpec,
     kv_stream,
+    with_replicas,
 )
 from nats.js import JetStreamContext
 from nats.js import api as js_api
@@ -190,6 +191,7 @@ def bucket_drift(spec: KVSpec, have: js_api.StreamConfig) -> list[str]:
             # services read their own keys with direct gets, and registry entries carry a TTL
             ("allow_direct", True, bool(have.allow_direct)),
             ("allow_msg_ttl", True, bool(have.allow_msg_ttl)),
+            ("replicas", spec.replicas, have.num_replicas),
         ],
     )
 
@@ -207,6 +209,7 @@ async def ensure_bucket(js: JetStreamContext, spec: KVSpec, *, migrate: bool = F
                 ttl=spec.ttl_s or None,
                 max_value_size=spec.max_value_size,
                 storage=js_api.StorageType.FILE,
+                replicas=spec.replicas,
                 direct=True,
             )
         )
@@ -224,6 +227,7 @@ async def ensure_bucket(js: JetStreamContext, spec: KVSpec, *, migrate: bool = F
             max_msgs_per_subject=spec.history,
             allow_direct=True,
             allow_msg_ttl=True,
+            num_replicas=spec.replicas,
         )
     )
     log.warning("updated bucket %s: %s", spec.bucket, "; ".join(drift))
@@ -237,8 +241,16 @@ async def provision(
     consumers: Iterable[ConsumerSpec] = (),
     buckets: Iterable[KVSpec] = (),
     migrate: bool = False,
+    replicas: int | None = None,
 ) -> dict[str, Outcome]:
-    """Provision everything given, streams first; return each object's outcome."""
+    """Provision everything given, streams first; return each object's outcome.
+
+    ``replicas`` (from settings: 3 on a 3-node cluster) overrides the specs' replica count for
+    every stream and bucket; consumers follow their stream's.
+    """
+    if replicas is not None:
+        streams = [with_replicas(s, replicas) for s in streams]
+        buckets = [with_replicas(b, replicas) for b in buckets]
     outcomes: dict[str, Outcome] = {}
     for stream in streams:
         outcomes[f"stream:{stream.name}"] = await ensure_stream(js, stream, migrate=migrate)
@@ -250,7 +262,11 @@ async def provision(
     return outcomes
 
 
-async def provision_shared(js: JetStreamContext) -> dict[str, Outcome]:
+async def provision_shared(
+    js: JetStreamContext, *, replicas: int | None = None
+) -> dict[str, Outcome]:
     """The admin's part: the shared streams and buckets, put back to their spec if they
     drifted (no service may change them; their content is transient or kept as it is)."""
-    return await provision(js, streams=SHARED_STREAMS, buckets=KV_BUCKETS, migrate=True)
+    return await provision(
+        js, streams=SHARED_STREAMS, buckets=KV_BUCKETS, migrate=True, replicas=replicas
+    )

@@ -33,7 +33,7 @@ from pydantic import ValidationError
 
 from .background import Background
 from .configwatch import ConfigWatcher
-from .connection import ConnectionEvents, build_broker, connect_forever, nats_security
+from .connection import ConnectionEvents, authenticated, build_broker, connect_forever
 from .errors import KitError
 from .health import Degradations
 from .http import HealthServer
@@ -197,10 +197,10 @@ class Service:
         await self.health.start(self.settings.http_host, self.settings.http_port)
         log.info("%s %s serving /healthz on %s", self.name, self.version, self.health.url)
         await connect_forever(self.broker, self.metrics, self.settings.nats_url)
-        if nats_security(self.settings) is None:
+        if not authenticated(self.settings):
             # a server without authorization (development, tests): nobody holds a privilege,
             # so the service sets up the shared streams and buckets itself, as the admin would
-            await provision_shared(self.js)
+            await provision_shared(self.js, replicas=self.settings.stream_replicas)
         owned = self.spec.owned_streams()
         shared = {s.name for s in specs.SHARED_STREAMS}
         shared |= {specs.kv_stream(b) for b in (specs.SERVICE_REGISTRY, self.lease_bucket)}
@@ -208,7 +208,12 @@ class Service:
             shared.add(specs.kv_stream(specs.CONFIG))
         foreign = {c.stream for c in self.consumers} - {s.name for s in owned}
         await self._await_streams(foreign | shared)
-        outcomes = await provision(self.js, streams=owned, consumers=self.consumers)
+        outcomes = await provision(
+            self.js,
+            streams=owned,
+            consumers=self.consumers,
+            replicas=self.settings.stream_replicas,
+        )
         created = [k for k, v in outcomes.items() if v != "unchanged"]
         log.info("provisioned %d objects (%s new)", len(outcomes), ", ".join(created) or "none")
         if self.config_kinds:

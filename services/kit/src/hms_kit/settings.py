@@ -54,6 +54,21 @@ class ServiceSettings(BaseSettings):
         default=None, description="OTLP/HTTP traces endpoint; spans are exported when set"
     )
     drain_timeout_s: float = Field(default=10.0, gt=0, description="Grace period on SIGTERM")
+    # --- beyond one machine: a NATS cluster, TLS -------------------------------------------
+    stream_replicas: int = Field(
+        default=1,
+        ge=1,
+        le=5,
+        description="Replicas of the streams and buckets this service provisions (3 on a "
+        "3-node cluster; must match what the admin provisioned)",
+    )
+    nats_tls_ca: Path | None = Field(
+        default=None, description="CA bundle that signed nats-server's certificate: TLS on"
+    )
+    nats_tls_cert: Path | None = Field(
+        default=None, description="Client certificate, when nats-server verifies clients"
+    )
+    nats_tls_key: Path | None = Field(default=None, description="Key of the client certificate")
 
     @field_validator("log_level")
     @classmethod

@@ -1,0 +1,225 @@
+"""A 3-node NATS cluster with R3 streams survives a node killed with -9: nothing acknowledged is
+lost, work goes on, and the node catches up when it comes back."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import hms_contracts as ev
+import nats
+import pytest
+from hms_contracts import specs
+from hms_kit.publish import headers_for
+from hms_stack.stack import provision_stack
+from hms_testing.cluster import LocalCluster, local_streams
+from hms_testing.samples import NS, T0
+from hms_testing.waiting import wait_until
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import PubAck, StreamInfo
+
+pytestmark = pytest.mark.slow
+
+RUNS_PER_PHASE = 60
+BATCHES_PER_PHASE = 30
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
+    c = LocalCluster(tmp_path / "cluster")
+    try:
+        c.start()
+        yield c
+    finally:
+        c.stop()
+
+
+async def _connect(urls: list[str], name: str) -> Client:
+    return await nats.connect(
+        urls, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.2, connect_timeout=2
+    )
+
+
+@pytest.fixture
+async def admin(cluster: LocalCluster) -> AsyncIterator[Client]:
+    nc = await _connect(cluster.urls, "hms-test-admin")
+    try:
+        yield nc
+    finally:
+        await nc.close()
+
+
+def run(i: int) -> ev.RunScheduled:
+    at = T0 + timedelta(minutes=i)
+    return ev.RunScheduled.create(
+        namespace=NS,
+        occurred_at=at,
+        job_id="ssa_re_score",
+        run_id=ev.run_id_for("ssa_re_score", at),
+        queue="ssa_re_score_q",
+        scheduled_at=at,
+        task={"slice": i},
+    )
+
+
+def batch(i: int) -> ev.MetricSampleBatch:
+    samples = [
+        ev.MetricSample(name="api.latency_p99", value=float(i * 10 + k), unit="ms", observed_at=T0)
+        for k in range(10)
+    ]
+    return ev.MetricSampleBatch.create(
+        namespace=NS, occurred_at=T0, source="benefits_portal", origin="push", samples=samples
+    )
+
+
+async def publish_until_acked(
+    js: JetStreamContext, event: ev.RunScheduled | ev.MetricSampleBatch
+) -> PubAck:
+    """A producer's loop: publish with the event's Nats-Msg-Id until the stream acknowledges
+    it (an election in progress answers with a timeout or 'no responders'; the retry dedupes)."""
+    for _ in range(100):
+        try:
+            ack = await js.publish(
+                event.subject(), event.model_dump_json().encode(), headers=headers_for(event)
+            )
+            return ack
+        except nats.errors.Error:  # timeout, no responders, no stream response, API error
+            await asyncio.sleep(0.2)
+    raise AssertionError(f"{event.event_id} never acknowledged")
+
+
+class Worker:
+    """Pulls runs from the worker pool's durable, records each, then acks synchronously (the
+    server confirms the ack), as the worker-pool does once a run's end is committed."""
+
+    def __init__(self, js: JetStreamContext) -> None:
+        self.js = js
+        self.worked: list[str] = []  # effect committed (before the ack)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        sub = await self.js.pull_subscribe_bind(
+            specs.WORKER_RUNS.durable, stream=specs.WORKER_RUNS.stream
+        )
+        self._task = asyncio.create_task(self._work(sub))
+
+    async def _work(self, sub: nats.js.JetStreamContext.PullSubscription) -> None:
+        while True:
+            try:
+                msgs = await sub.fetch(20, timeout=1)
+            except (TimeoutError, nats.errors.Error):  # no work now, or an election
+                continue
+            for msg in msgs:
+                self.worked.append(ev.RunScheduled.model_validate_json(msg.data).run_id)
+                with contextlib.suppress(TimeoutError, nats.errors.Error):
+                    await msg.ack_sync(timeout=5)  # not confirmed: it comes back
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+async def test_three_node_cluster_survives_a_killed_node(
+    cluster: LocalCluster, admin: Client
+) -> None:
+    js = admin.jetstream(timeout=5)
+    await wait_until(lambda: _provisioned(js), timeout=30, message="provisioning with 3 replicas")
+    info = await stream_info(js, "JOB_RUNS")
+    assert info.config.num_replicas == 3
+    assert info.cluster is not None
+    assert len(info.cluster.replicas or []) == 2
+    assert (await stream_info(js, "KV_hms_leases")).config.num_replicas == 3
+
+    worker_nc = await _connect(cluster.urls, "hms-test-worker")
+    worker = Worker(worker_nc.jetstream(timeout=5))
+    await worker.start()
+    published: set[str] = set()
+    metric_ids: set[str] = set()
+    try:
+        for i in range(RUNS_PER_PHASE):
+            await publish_until_acked(js, run(i))
+            published.add(run(i).run_id)
+        for i in range(BATCHES_PER_PHASE):
+            await publish_until_acked(js, batch(i))
+            metric_ids.add(batch(i).event_id)
+
+        # kill -9 the node that leads the work queue: a leader election under load
+        leader = (await stream_info(js, "JOB_RUNS")).cluster.leader  # type: ignore[union-attr]
+        victim = cluster.node(str(leader))
+        victim.kill()
+
+        for i in range(RUNS_PER_PHASE, 2 * RUNS_PER_PHASE):
+            await publish_until_acked(js, run(i))
+            published.add(run(i).run_id)
+        for i in range(BATCHES_PER_PHASE, 2 * BATCHES_PER_PHASE):
+            await publish_until_acked(js, batch(i))
+            metric_ids.add(batch(i).event_id)
+
+        # every acknowledged run is worked, on the two nodes left
+        await wait_until(
+            lambda: published <= set(worker.worked),
+            timeout=60,
+            message="every acknowledged run worked after the kill",
+        )
+        new_leader = (await stream_info(js, "JOB_RUNS")).cluster.leader  # type: ignore[union-attr]
+        assert new_leader != victim.name
+        metrics = await stream_info(js, "METRICS")
+        assert metrics.state.messages == len(metric_ids) == 2 * BATCHES_PER_PHASE
+
+        # the node comes back on its own disk and catches up with what it missed
+        await asyncio.to_thread(victim.restart)
+        await asyncio.to_thread(cluster.wait_healthy, [victim], 60)
+
+        async def caught_up() -> bool:
+            for name, expected in (("METRICS", 2 * BATCHES_PER_PHASE), ("JOB_RUNS", 0)):
+                peers = (await stream_info(js, name)).cluster
+                assert peers is not None
+                mine = [p for p in peers.replicas or [] if p.name == victim.name]
+                if peers.leader != victim.name and not (mine and mine[0].current):
+                    return False
+                here = (await asyncio.to_thread(local_streams, victim)).get(name)
+                if here is None or here["state"]["messages"] != expected:
+                    return False
+            return True
+
+        await wait_until(caught_up, timeout=60, interval=0.5, message="restarted node current")
+        # each run stored once (the retried publishes deduped), kept until acked, then gone
+        runs = (await stream_info(js, "JOB_RUNS")).state
+        assert runs.last_seq == len(published) == 2 * RUNS_PER_PHASE
+        await wait_until(
+            lambda: _empty(js, "JOB_RUNS"), timeout=30, message="every run acknowledged"
+        )
+        assert set(worker.worked) == published
+    finally:
+        await worker.stop()
+        await worker_nc.close()
+
+
+async def _provisioned(js: JetStreamContext) -> bool:
+    try:
+        await provision_stack(js, replicas=3)
+    except (TimeoutError, nats.errors.Error):
+        return False  # the meta leader is still being elected
+    return True
+
+
+async def _empty(js: JetStreamContext, stream: str) -> bool:
+    return (await stream_info(js, stream)).state.messages == 0
+
+
+async def stream_info(js: JetStreamContext, name: str) -> StreamInfo:
+    """Stream info, asked again while an election leaves the stream without a leader."""
+
+    async def ask() -> StreamInfo | None:
+        try:
+            return await js.stream_info(name)
+        except nats.errors.Error:
+            return None
+
+    return await wait_until(ask, timeout=30, interval=0.2, message=f"stream info of {name}")

@@ -31,7 +31,9 @@ from .runs import (
     RunProgressed,
     RunScheduled,
     RunStarted,
+    WorkItem,
     run_id_for,
+    run_key,
 )
 from .scaling import ScaleDecided
 
@@ -69,10 +71,12 @@ __all__ = [
     "ServiceHeartbeat",
     "SlaBreached",
     "SubjectError",
+    "WorkItem",
     "decode",
     "deterministic_id",
     "event_for_subject",
     "run_id_for",
+    "run_key",
     "specs",
     "subjects",
     "topology",

@@ -62,6 +62,9 @@ AUDIT = Family("ops.audit", 1)
 HEARTBEAT = Family("ops.heartbeat", 1)
 CONFIG = Family("ops.config", 1)
 EVENT = Family("ops.event", 1)
+#: a run's fanned-out work items: ``job.item.<ns>.<queue>.<run_key>`` (one subject per run, so
+#: the items of a run still to be done are the stream's count on that subject)
+JOB_ITEM = Family("job.item", 2)
 
 FAMILIES: tuple[Family, ...] = (
     METRIC,
@@ -76,6 +79,7 @@ FAMILIES: tuple[Family, ...] = (
     HEARTBEAT,
     CONFIG,
     EVENT,
+    JOB_ITEM,
 )
 
 DLQ_PREFIX = "dlq"

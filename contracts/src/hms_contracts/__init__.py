@@ -31,7 +31,9 @@ from .runs import (
     RunProgressed,
     RunScheduled,
     RunStarted,
+    WorkItem,
     run_id_for,
+    run_key,
 )
 from .scaling import ScaleDecided
 
@@ -70,10 +72,12 @@ __all__ = [
     "SlaBreached",
     "SloStatusReported",
     "SubjectError",
+    "WorkItem",
     "decode",
     "deterministic_id",
     "event_for_subject",
     "run_id_for",
+    "run_key",
     "specs",
     "subjects",
     "topology",

@@ -29,6 +29,7 @@ from .runs import (
     RunProgressed,
     RunScheduled,
     RunStarted,
+    WorkItem,
 )
 from .scaling import ScaleDecided
 
@@ -50,6 +51,7 @@ CATALOGUE: tuple[type[BusEvent], ...] = (
     RunCompleted,
     RunFailed,
     RunDeadLettered,
+    WorkItem,
     ScaleDecided,
     AuditRecorded,
     ConfigChanged,

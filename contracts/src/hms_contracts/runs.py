@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import ClassVar, Self
 
@@ -151,3 +152,30 @@ class RunDeadLettered(_RunFacts):
     def natural_key(self) -> tuple[object, ...]:
         """A run is dead-lettered once."""
         return (self.namespace, self.run_id, self.event_type)
+
+
+def run_key(namespace: str, run_id: str) -> str:
+    """The subject token of one run's work items: a digest of ``namespace|run_id`` (a run id
+    holds ':' and '@', which no subject token may)."""
+    return hashlib.sha256(f"{namespace}|{run_id}".encode()).hexdigest()[:24]
+
+
+class WorkItem(_RunFacts):
+    """One work item a run fanned out, on ``job.item.<ns>.<queue>.<run_key>``; the run is
+    complete when every item of it is done."""
+
+    family: ClassVar[Family] = subjects.JOB_ITEM
+
+    index: int = Field(ge=0, description="Position of the item in its run, 0 for the first")
+    payload: JsonValue = Field(description="What the item works on, e.g. a shard's file list")
+    task: dict[str, JsonValue] = Field(
+        default_factory=dict, description="How a worker runs the item (the run's task)"
+    )
+
+    def routing_token(self) -> str:
+        """``<queue>.<run_key>``: one subject per run."""
+        return f"{self.queue}.{run_key(self.namespace, self.run_id)}"
+
+    def natural_key(self) -> tuple[object, ...]:
+        """An item is enqueued once per run and position."""
+        return (self.namespace, self.run_id, "item", self.index)

@@ -93,6 +93,15 @@ JOB_RUNS = StreamSpec(
     duplicate_window_s=10 * MINUTE,
     description="Work items waiting for a worker; removed when a worker acks them",
 )
+JOB_ITEMS = StreamSpec(
+    name="JOB_ITEMS",
+    subjects=(s.JOB_ITEM.wildcard(),),
+    retention="workqueue",
+    max_age_s=2 * DAY,
+    duplicate_window_s=10 * MINUTE,
+    description="Work items runs fanned out, one subject per run; removed when a worker acks "
+    "them, so a run's count on its subject is what is left to do",
+)
 JOB_EVENTS = StreamSpec(
     name="JOB_EVENTS",
     subjects=(s.JOB_EVENT.wildcard(),),
@@ -174,6 +183,7 @@ STREAMS: tuple[StreamSpec, ...] = (
     CONFIG_CHANGES,
     EVENTS,
     SLOS,
+    JOB_ITEMS,
 )
 
 WORKER_RUNS = ConsumerSpec(
@@ -219,10 +229,21 @@ METRICS_STORE = ConsumerSpec(
     max_ack_pending=10000,
     description="Metric batches, scraped or pushed, into the collector's queryable store",
 )
+WORKER_ITEMS = ConsumerSpec(
+    stream="JOB_ITEMS",
+    durable="worker_pool_items",
+    filter_subjects=(s.JOB_ITEM.wildcard(),),
+    ack_wait_s=60.0,
+    max_deliver=5,
+    backoff_s=(60.0, 120.0, 300.0, 600.0),
+    max_ack_pending=10000,
+    description="Workers pull runs' fanned-out work items from here in batches of 100",
+)
 
 CONSUMERS: tuple[ConsumerSpec, ...] = (
     WORKER_RUNS,
     METRICS_STORE,
+    WORKER_ITEMS,
     EVALUATOR_METRICS,
     EVALUATOR_JOBS,
     INCIDENT_ALERTS,

@@ -63,6 +63,9 @@ HEARTBEAT = Family("ops.heartbeat", 1)
 CONFIG = Family("ops.config", 1)
 EVENT = Family("ops.event", 1)
 SLO = Family("ops.slo", 1)
+#: a run's fanned-out work items: ``job.item.<ns>.<queue>.<run_key>`` (one subject per run, so
+#: the items of a run still to be done are the stream's count on that subject)
+JOB_ITEM = Family("job.item", 2)
 
 FAMILIES: tuple[Family, ...] = (
     METRIC,
@@ -78,6 +81,7 @@ FAMILIES: tuple[Family, ...] = (
     CONFIG,
     EVENT,
     SLO,
+    JOB_ITEM,
 )
 
 # --- request/reply (core NATS, no stream; not an event family) ------------------------------

@@ -85,10 +85,10 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec(
         name="worker-pool",
         singleton=False,
-        streams=("JOB_EVENTS",),
-        consumers=("worker_pool",),
-        reads=("JOB_RUNS",),
-        publishes=(s.JOB_EVENT.wildcard(),),
+        streams=("JOB_EVENTS", "JOB_ITEMS"),
+        consumers=("worker_pool", "worker_pool_items"),
+        reads=("JOB_RUNS", "DLQ"),
+        publishes=(s.JOB_EVENT.wildcard(), s.JOB_ITEM.wildcard()),
     ),
     ServiceSpec(
         name="autoscaler",

@@ -37,6 +37,7 @@ _PARAM_DOCS = {
     "service": "Service name with '-' replaced by '_'",
     "kind": "Config kind of the object, e.g. alert",
     "name": "Event name chosen by the agency system",
+    "run_key": "Digest of the run's namespace and id (hms_contracts.run_key)",
 }
 
 
@@ -65,6 +66,10 @@ def _channel(family: Family) -> dict[str, Any]:
     if event_types:
         address += ".{event}"
         params["event"] = {"enum": event_types, "description": _PARAM_DOCS["event"]}
+    elif family is subjects.JOB_ITEM:
+        address += ".{queue}.{run_key}"
+        params["queue"] = {"description": _PARAM_DOCS["queue"]}
+        params["run_key"] = {"description": _PARAM_DOCS["run_key"]}
     elif family.rest_tokens != 0:
         # The routing token is named after the payload field it comes from.
         name = {

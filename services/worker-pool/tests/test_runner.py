@@ -114,7 +114,7 @@ async def test_the_command_sees_a_minimal_environment_and_no_secret_of_the_worke
     env = __import__("json").loads(result.output)
     assert "s3cret" not in result.output
     assert set(env) <= {"PATH", "LANG", "HOME", "HMS_RUN_ID", "HMS_JOB_ID", "HMS_NAMESPACE",
-                        "LC_CTYPE"}  # fmt: skip
+                        "HMS_ITEMS_FILE", "LC_CTYPE"}  # fmt: skip
     assert env["HOME"] == str(tmp_path)
     assert env["HMS_RUN_ID"] == "nightly@2026-01-01T00:00:00Z"
     assert env["HMS_JOB_ID"] == "nightly"

@@ -4,7 +4,6 @@ hands the run in hand back at once."""
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import sys
@@ -19,6 +18,7 @@ from hms_contracts.runs import RunScheduled
 from hms_kit import ensure_stream, publish
 from hms_testing import ServiceLauncher, ServiceProcess, wait_until
 from hms_testing.deadletters import dead_letters
+from hms_testing.runs import kinds, run_events
 from hms_worker_pool.store import OUTCOMES_FILE, read_outcomes
 from nats.js import JetStreamContext
 
@@ -57,26 +57,6 @@ async def schedule(js: JetStreamContext, ns: str, **job: Any) -> RunScheduled:
     )
     await publish(js, run)
     return run
-
-
-async def run_events(js: JetStreamContext, ns: str) -> list[dict[str, Any]]:
-    """Every run event of namespace ``ns`` so far, oldest first, with its subject."""
-    sub = await js.pull_subscribe(subjects.JOB_EVENT.wildcard(ns), stream=specs.JOB_EVENTS.name)
-    got: list[dict[str, Any]] = []
-    try:
-        while True:
-            try:
-                msgs = await sub.fetch(100, timeout=0.3)
-            except TimeoutError:
-                break
-            got += [{"subject": m.subject, **json.loads(m.data)} for m in msgs]
-    finally:
-        await sub.unsubscribe()
-    return got
-
-
-def kinds(events: list[dict[str, Any]]) -> list[str]:
-    return [e["subject"].rsplit(".", 1)[-1] for e in events]
 
 
 def outcomes(proc: ServiceProcess) -> list[tuple[str, str, str, int]]:

@@ -9,7 +9,9 @@ from nats.js import JetStreamContext
 from .waiting import wait_until
 
 
-async def dead_letters(js: JetStreamContext, subject: str, expected: int) -> list[Msg]:
+async def dead_letters(
+    js: JetStreamContext, subject: str, expected: int, *, timeout: float = 10
+) -> list[Msg]:
     """The dead letters of ``subject``, oldest first, once ``expected`` of them are there
     (an ephemeral consumer on the DLQ, removed afterwards)."""
     sub = await js.pull_subscribe(subjects.dlq(subject), stream=specs.DLQ.name)
@@ -20,7 +22,7 @@ async def dead_letters(js: JetStreamContext, subject: str, expected: int) -> lis
         return len(got) >= expected
 
     try:
-        await wait_until(enough, timeout=10, message=f"{expected} dead letters of {subject}")
+        await wait_until(enough, timeout=timeout, message=f"{expected} dead letters of {subject}")
     finally:
         await sub.unsubscribe()
     return got

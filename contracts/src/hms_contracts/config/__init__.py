@@ -19,9 +19,9 @@ from .base import (
 from .jobs import Job
 from .objects import Alert, Condition, Metric, Playbook
 from .rules import Matcher
+from .scaling import MetricTrigger, ScalePolicy, ScaleRules, parse_series
 from .scrape import ScrapeTarget
 from .slos import BurnWindow, Slo
-from .scaling import MetricTrigger, ScalePolicy, ScaleRules, parse_series
 from .steps import (
     ApproveStep,
     NotifyStep,

@@ -4,9 +4,11 @@ Pulls up to ``batch`` messages from a durable consumer, validates each against i
 model (a poison message is dead-lettered and termed), hands the valid ones to the handler in
 one call, and acks them only after the handler returns: the handler commits the effect (one
 SQLite transaction for the batch), then the acks go out. A handler error naks the batch with the
-consumer's backoff, and dead-letters messages on their last allowed delivery. The handler states
-a batch's fate outright by raising :class:`~hms_kit.Retry` (nak after its delay) or
-:class:`~hms_kit.Reject` (dead-letter and term every message of the batch).
+consumer's backoff, and dead-letters messages on their last allowed delivery. A handler may
+settle single messages itself (nak or dead-letter one item of a batch); the consumer leaves
+settled messages alone. The handler states a batch's fate outright by raising
+:class:`~hms_kit.Retry` (nak after its delay) or :class:`~hms_kit.Reject` (dead-letter and term
+every message of the batch).
 
 A hot path whose full validation would cost more than its work passes ``decode`` instead: a
 function of the message that returns what the handler needs and raises ValueError (pydantic's
@@ -194,9 +196,11 @@ class BatchConsumer(Generic[E]):
             except Exception as exc:
                 await self._settle_failure(good, exc)
                 return
-        for d in good:
+        # a handler may settle some messages itself (a per-item fate); the rest are acked
+        unsettled = [d for d in good if not d.msg.is_acked]
+        for d in unsettled:
             await d.msg.ack()
-        self._count("acked", len(good))
+        self._count("acked", len(unsettled))
 
     async def _settle_failure(self, batch: Sequence[Delivery[E]], exc: Exception) -> None:
         if isinstance(exc, Retry | Reject):
@@ -206,5 +210,7 @@ class BatchConsumer(Generic[E]):
                 "consumer %s: handler failed on %d message(s)", self.spec.durable, len(batch)
             )
         for d in batch:
+            if d.msg.is_acked:  # settled by the handler before it failed
+                continue
             outcome = await settle_failure(self.nc, d.msg, exc, self.spec, self.metrics)
             self._count(outcome)

@@ -27,6 +27,7 @@ def create_service(
     """The worker-pool process: broker, app, resources, health, heartbeat, the worker loop."""
     settings = settings or WorkerPoolSettings()
     spec = settings.consumer()
+    items_spec = settings.items_consumer()
 
     async def loop(service: Service) -> None:
         await work(
@@ -35,6 +36,7 @@ def create_service(
             clock or SystemClock(),
             concurrency=settings.concurrency,
             kill_grace_s=settings.kill_grace_s,
+            items_spec=items_spec,
         )
 
     return Service(
@@ -44,5 +46,5 @@ def create_service(
         routers=(router,),
         resources=resources,
         loops=(loop,),
-        consumers=(spec,),
+        consumers=(spec, items_spec),
     )

@@ -15,6 +15,12 @@ class WorkerMetrics:
             ["outcome"],
             registry=registry,
         )
+        self.items = Counter(
+            "hms_worker_items",
+            "Fanned-out work items by outcome: completed, retried, dead_lettered, already_done",
+            ["outcome"],
+            registry=registry,
+        )
         self.running = Gauge(
             "hms_worker_running", "Runs this process works on now", registry=registry
         )

@@ -8,14 +8,20 @@ import asyncio
 import contextlib
 import importlib
 import inspect
+import json
 import logging
 import os
+import re
 import signal
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from pydantic import JsonValue
 
 from .core import Task, cap_output, minimal_env
+from .fanout import ITEMS_FILE, FanOut, FanOutError
 
 log = logging.getLogger(__name__)
 
@@ -28,13 +34,39 @@ _CHUNK = 16 * 1024
 
 @dataclass(frozen=True, slots=True)
 class RunContext:
-    """What a run's code knows of its run; a ``python`` task's function receives it."""
+    """What a run's code knows of its run; a ``python`` task's function receives it.
+
+    A run fans out with ``await ctx.enqueue(payloads)`` (``ctx.enqueue_blocking`` from a plain
+    function); each item is then worked by the same function (or the one named in
+    ``enqueue``) with ``ctx.item`` set to its payload and ``ctx.index`` to its position.
+    """
 
     run_id: str
     job_id: str
     namespace: str
     attempt: int
     scratch_dir: Path
+    fanout: FanOut | None = None
+    item: JsonValue = None
+    index: int | None = None
+
+    @property
+    def is_item(self) -> bool:
+        """Whether this call works one of the run's items rather than the run itself."""
+        return self.index is not None
+
+    def _fanout(self) -> FanOut:
+        if self.fanout is None:
+            raise FanOutError(f"work item {self.index} of run {self.run_id!r} cannot fan out")
+        return self.fanout
+
+    async def enqueue(self, payloads: Iterable[JsonValue], *, python: str | None = None) -> int:
+        """Enqueue one work item per payload; the run completes when all are done."""
+        return await self._fanout().enqueue(payloads, python=python)
+
+    def enqueue_blocking(self, payloads: Iterable[JsonValue], *, python: str | None = None) -> int:
+        """:meth:`enqueue` from a plain function (it runs in a thread)."""
+        return self._fanout().enqueue_blocking(payloads, python=python)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +79,26 @@ class TaskResult:
     output: str = ""
     truncated: bool = False
     timed_out: bool = False
+    #: a fanned-out run: how many of its items were dead-lettered
+    items_failed: int = 0
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+#: how much of a failed command's output goes into RunFailed.error
+ERROR_OUTPUT_TAIL = 4096
+
+
+def scratch_name(name: str) -> str:
+    """A directory name for a run's or an item's scratch space."""
+    return _UNSAFE.sub("_", name)
+
+
+def failure_text(result: TaskResult) -> str:
+    """The error and the tail of the output, for RunFailed."""
+    if not result.output:
+        return result.error
+    marker = " (output truncated)" if result.truncated else ""
+    return f"{result.error}{marker}; output:\n{result.output[-ERROR_OUTPUT_TAIL:]}"
 
 
 async def _read_capped(stream: asyncio.StreamReader, limit: int) -> tuple[bytes, bool]:
@@ -134,19 +186,35 @@ async def run_command(
     )
 
 
+_RESOLVED: dict[str, tuple[Callable[[RunContext], Any], bool]] = {}
+
+
+def resolve(target: str) -> tuple[Callable[[RunContext], Any], bool]:
+    """The function ``package.module:function`` names, and whether it is async (cached: an
+    item batch calls it a hundred times)."""
+    found = _RESOLVED.get(target)
+    if found is None:
+        module_name, _, attr = target.partition(":")
+        func = getattr(importlib.import_module(module_name), attr)
+        if not callable(func):
+            raise TypeError(f"{target!r} is not callable")
+        found = _RESOLVED[target] = (func, inspect.iscoroutinefunction(func))
+    return found
+
+
 async def run_python(target: str, ctx: RunContext, *, timeout_s: float | None) -> TaskResult:
     """Import ``package.module:function`` and call it with ``ctx`` (awaited when async; a
     plain function runs in a thread, so the worker's loop goes on)."""
-    module_name, _, attr = target.partition(":")
     try:
-        func = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
+        func, is_async = resolve(target)
+    except (ImportError, AttributeError, TypeError) as exc:
         return TaskResult(ok=False, error=f"python {target!r} cannot be imported: {exc}")
-    if not callable(func):
-        return TaskResult(ok=False, error=f"python {target!r} is not callable")
     try:
-        if inspect.iscoroutinefunction(func):
-            await asyncio.wait_for(func(ctx), timeout_s)
+        if is_async:
+            if timeout_s is None:
+                await func(ctx)
+            else:
+                await asyncio.wait_for(func(ctx), timeout_s)
         else:
             await asyncio.wait_for(asyncio.to_thread(func, ctx), timeout_s)
     except TimeoutError:
@@ -168,6 +236,10 @@ async def run_task(task: Task, ctx: RunContext, *, grace_s: float = KILL_GRACE_S
             job_id=ctx.job_id,
             namespace=ctx.namespace,
         )
+        if ctx.is_item:  # one of the run's items: its payload and position
+            env.update(HMS_ITEM=json.dumps(ctx.item), HMS_ITEM_INDEX=str(ctx.index))
+        else:  # the run: it may fan out by writing items, one JSON value a line
+            env["HMS_ITEMS_FILE"] = str(ctx.scratch_dir / ITEMS_FILE)
         return await run_command(
             task.command, env=env, cwd=ctx.scratch_dir, timeout_s=task.timeout_s, grace_s=grace_s
         )

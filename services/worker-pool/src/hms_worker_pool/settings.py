@@ -35,3 +35,11 @@ class WorkerPoolSettings(ServiceSettings):
         if self.ack_wait_s is None:
             return specs.WORKER_RUNS
         return specs.WORKER_RUNS.model_copy(update={"ack_wait_s": self.ack_wait_s, "backoff_s": ()})
+
+    def items_consumer(self) -> specs.ConsumerSpec:
+        """The ``worker_pool_items`` durable, with ``ack_wait_s`` as :meth:`consumer` has it."""
+        if self.ack_wait_s is None:
+            return specs.WORKER_ITEMS
+        return specs.WORKER_ITEMS.model_copy(
+            update={"ack_wait_s": self.ack_wait_s, "backoff_s": ()}
+        )

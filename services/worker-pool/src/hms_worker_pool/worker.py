@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,31 +22,27 @@ from hms_contracts.runs import (
     RunCompleted,
     RunDeadLettered,
     RunFailed,
+    RunProgressed,
     RunScheduled,
     RunStarted,
+    WorkItem,
 )
 from hms_contracts.specs import ConsumerSpec
 from hms_kit import Clock, Reject, Retry, Service, publish
 from hms_kit.consumer import BatchConsumer, Delivery
 
-from .core import TaskError, failure_fate, parse_task
+from .core import FailureFate, TaskError, failure_fate, parse_task
+from .fanout import ITEMS_FILE, FanOut, FanOutError, items_left
+from .items import ItemWorker
 from .metrics import WorkerMetrics
-from .runner import RunContext, TaskResult, run_task
+from .runner import RunContext, TaskResult, failure_text, run_task, scratch_name
 from .store import OUTCOMES_FILE, Outcome, OutcomeStore
 
 log = logging.getLogger(__name__)
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
-#: how much of a failed command's output goes into RunFailed.error
-ERROR_OUTPUT_TAIL = 4096
-
-
-def failure_text(result: TaskResult) -> str:
-    """The error and the tail of the output, for RunFailed."""
-    if not result.output:
-        return result.error
-    marker = " (output truncated)" if result.truncated else ""
-    return f"{result.error}{marker}; output:\n{result.output[-ERROR_OUTPUT_TAIL:]}"
+#: how often a run waiting on its items asks the bus how many are left, seconds
+POLL_MIN_S = 0.05
+POLL_MAX_S = 1.0
 
 
 class Worker:
@@ -63,8 +58,10 @@ class Worker:
         scratch_root: Path,
         kill_grace_s: float,
         metrics: WorkerMetrics,
+        progress_interval_s: float = 1.0,
     ) -> None:
         self.metrics = metrics
+        self.progress_interval_s = progress_interval_s
         self.service = service
         self.store = store
         self.clock = clock
@@ -76,7 +73,10 @@ class Worker:
         for delivery in batch:
             await self.run_one(delivery)
 
-    async def _emit(self, event: RunStarted | RunCompleted | RunFailed | RunDeadLettered) -> None:
+    async def _emit(
+        self,
+        event: RunStarted | RunProgressed | RunCompleted | RunFailed | RunDeadLettered,
+    ) -> None:
         await publish(self.service.js, event)
 
     async def run_one(self, d: Delivery[RunScheduled]) -> None:
@@ -106,14 +106,20 @@ class Worker:
         )
         started = self.clock.monotonic()
         # two namespaces may run the same job id at the same instant
-        name = f"{run.namespace}-{run.run_id}-{attempt}"
-        scratch = self.scratch_root / _UNSAFE.sub("_", name)
+        scratch = self.scratch_root / scratch_name(f"{run.namespace}-{run.run_id}-{attempt}")
         scratch.mkdir(parents=True, exist_ok=True)
-        ctx = RunContext(run.run_id, run.job_id, run.namespace, attempt, scratch)
+        fanout = FanOut(self.service.js, run, run.task, self.clock.now())
+        ctx = RunContext(run.run_id, run.job_id, run.namespace, attempt, scratch, fanout=fanout)
         beating = asyncio.ensure_future(self._keep_alive(d))
         self.metrics.running.inc()
         try:
             result = await run_task(task, ctx, grace_s=self.kill_grace_s)
+            if result.ok and task.command is not None:
+                await fanout.enqueue_file(scratch / ITEMS_FILE)
+            if result.ok and fanout.count:
+                result = await self._await_items(run, facts, fanout.count)
+        except FanOutError as exc:
+            result = TaskResult(ok=False, error=str(exc))
         except asyncio.CancelledError:
             # draining: hand the run back at once rather than after the ack wait
             log.info("run %s interrupted by shutdown; nakked", run.run_id)
@@ -129,7 +135,7 @@ class Worker:
             await self._emit(
                 RunCompleted.create(
                     occurred_at=self.clock.now(),
-                    items=run.items,
+                    items=fanout.count or run.items,
                     duration_s=max(self.clock.monotonic() - started, 0.0),
                     **facts,
                 )
@@ -137,7 +143,8 @@ class Worker:
             await self._record(run, "completed", attempt, "")
             self.metrics.runs.labels(outcome="completed").inc()
             return
-        fate = failure_fate(task, attempt, self.spec)
+        # items dead-lettered stay dead-lettered: another attempt would fail on them again
+        fate = FailureFate(False) if result.items_failed else failure_fate(task, attempt, self.spec)
         error = failure_text(result)
         if fate.will_retry:
             await self._emit(
@@ -181,6 +188,38 @@ class Worker:
             Outcome(run.namespace, run.run_id, outcome, attempts, detail, self.clock.now())
         )
 
+    async def _await_items(
+        self, run: RunScheduled, facts: dict[str, str], total: int
+    ) -> TaskResult:
+        """Wait until every item of the run is done or dead-lettered, reporting progress at
+        most once per ``progress_interval_s``; ok when none was dead-lettered."""
+        reported = -1
+        last = float("-inf")
+        poll = POLL_MIN_S
+        while True:
+            left, failed = await items_left(self.service.js, run)
+            done = max(total - left, 0)
+            now = self.clock.monotonic()
+            if done != reported and (left == 0 or now - last >= self.progress_interval_s):
+                await self._emit(
+                    RunProgressed.create(
+                        occurred_at=self.clock.now(), done=done, total=total, **facts
+                    )
+                )
+                reported, last = done, now
+            if left == 0:
+                break
+            await asyncio.sleep(poll)
+            poll = min(poll * 1.5, POLL_MAX_S)
+        if failed:
+            return TaskResult(
+                ok=False,
+                error=f"{failed} of {total} work items dead-lettered "
+                "(hms-ops dlq list shows them with their reasons)",
+                items_failed=failed,
+            )
+        return TaskResult(ok=True)
+
     async def _keep_alive(self, d: Delivery[RunScheduled]) -> None:
         """Tell JetStream the run is still being worked on, every third of the ack wait."""
         interval = self.spec.ack_wait_s / 3
@@ -191,24 +230,49 @@ class Worker:
 
 
 async def work(
-    service: Service, spec: ConsumerSpec, clock: Clock, *, concurrency: int, kill_grace_s: float
+    service: Service,
+    spec: ConsumerSpec,
+    clock: Clock,
+    *,
+    concurrency: int,
+    kill_grace_s: float,
+    items_spec: ConsumerSpec | None = None,
+    items_batch: int = 100,
 ) -> None:
-    """The worker-pool's loop: ``concurrency`` pullers, each one run at a time."""
+    """The worker-pool's loop: ``concurrency`` run pullers, each one run at a time, and as
+    many item pullers, each a batch of items at a time."""
     settings = service.settings
     store = await OutcomeStore.open(settings.state_dir / OUTCOMES_FILE)
+    metrics = WorkerMetrics(service.metrics.registry)
+    scratch_root = settings.state_dir / "runs"
     worker = Worker(
         service,
         store,
         clock,
         spec,
-        scratch_root=settings.state_dir / "runs",
+        scratch_root=scratch_root,
         kill_grace_s=kill_grace_s,
-        metrics=WorkerMetrics(service.metrics.registry),
+        metrics=metrics,
     )
-    consumers = [
+    consumers: list[BatchConsumer[RunScheduled] | BatchConsumer[WorkItem]] = [
         BatchConsumer.for_service(service, spec, RunScheduled, worker.handle, batch=1)
         for _ in range(concurrency)
     ]
+    if items_spec is not None:
+        items = ItemWorker(
+            service,
+            store,
+            items_spec,
+            scratch_root=scratch_root,
+            kill_grace_s=kill_grace_s,
+            metrics=metrics,
+        )
+        consumers += [
+            BatchConsumer.for_service(
+                service, items_spec, WorkItem, items.handle, batch=items_batch
+            )
+            for _ in range(concurrency)
+        ]
     try:
         await asyncio.gather(*(c.run() for c in consumers))
     finally:

@@ -15,6 +15,7 @@ from rich.table import Table
 from .applycli import register as register_registry_commands
 from .errors import StackError
 from .jobscli import register as register_jobs_commands
+from .oncallcli import register as register_oncall_commands
 from .state import StatePaths, default_state_dir
 from .status import as_json, collect_status, problems, stack_problems
 
@@ -110,6 +111,7 @@ def status(
 
 register_registry_commands(app, state_paths)
 register_jobs_commands(app, state_paths)
+register_oncall_commands(app, state_paths)
 
 
 def _add_commands() -> None:

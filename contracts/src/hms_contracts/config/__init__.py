@@ -16,6 +16,7 @@ from .base import (
     parse_object,
     split_key,
 )
+from .escalation import EscalationPolicy, Level, OncallSchedule, Override, Rotation
 from .jobs import Job
 from .objects import Alert, Condition, Metric, Playbook
 from .steps import (
@@ -37,12 +38,17 @@ __all__ = [
     "Condition",
     "ConfigEntry",
     "ConfigObject",
+    "EscalationPolicy",
     "Job",
+    "Level",
     "Metric",
     "NotifyStep",
+    "OncallSchedule",
+    "Override",
     "PauseQueueStep",
     "Playbook",
     "ResumeQueueStep",
+    "Rotation",
     "RunStep",
     "ScaleStep",
     "Step",

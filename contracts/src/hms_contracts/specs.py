@@ -200,11 +200,25 @@ INCIDENT_ALERTS = ConsumerSpec(
     description="Alerts and breaches that open or update incidents",
 )
 
+# escalation: the incident lifecycle that starts and stops escalation policies
+INCIDENT_ESCALATION = ConsumerSpec(
+    stream="INCIDENTS",
+    durable="incident_engine_escalation",
+    filter_subjects=(
+        s.INCIDENT.wildcard().removesuffix(">") + "opened",
+        s.INCIDENT.wildcard().removesuffix(">") + "updated",
+        s.INCIDENT_CLOSED.wildcard(),
+    ),
+    backoff_s=(30.0, 60.0, 120.0),
+    description="Incidents opened, acknowledged and closed: start and stop escalation",
+)
+
 CONSUMERS: tuple[ConsumerSpec, ...] = (
     WORKER_RUNS,
     EVALUATOR_METRICS,
     EVALUATOR_JOBS,
     INCIDENT_ALERTS,
+    INCIDENT_ESCALATION,
 )
 
 LEASES = KVSpec(

@@ -26,6 +26,9 @@ lint:
 [doc("mypy --strict with the pydantic plugin over every package, its tests and the benchmarks")]
 typecheck:
     uv run mypy contracts sdk stack services testing devtools bench tests examples conftest.py
+    # a hyphenated service folder is no module name: its tests are a package `tests`, each
+    # checked on its own (one run for all would see several packages named `tests`)
+    for dir in services/*-*/tests; do uv run mypy $(find "$dir" -name '*.py'); done
 
 [doc("Benchmarks: one JSON object per line, raw NATS baselines measured in the same run")]
 bench *args:

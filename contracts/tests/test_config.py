@@ -129,6 +129,30 @@ def test_the_documents_alert_with_its_inline_playbook() -> None:
     assert alert.key() == "usds_unemployment.alert.sla_latency_breach"
 
 
+ONCALL_SCHEDULE = {
+    "kind": "oncall_schedule",
+    "namespace": NS,
+    "name": "primary",
+    "timezone": "America/New_York",
+    "rotations": [
+        {"name": "weekly", "start": "2026-01-05T09:00", "participants": ["a@agency.gov"]}
+    ],
+    "overrides": [
+        {"user": "b@agency.gov", "start": "2026-02-01T00:00Z", "end": "2026-02-02T00:00Z"}
+    ],
+}
+ESCALATION_POLICY = {
+    "kind": "escalation_policy",
+    "namespace": NS,
+    "name": "default",
+    "levels": [
+        {"targets": ["schedule:primary"], "delay": "10m"},
+        {"targets": ["lead@agency.gov", {"email": "director@agency.gov"}]},
+    ],
+    "repeat": 1,
+}
+
+
 def test_every_kind_reads_back_its_own_document() -> None:
     objects = [
         Metric(namespace=NS, name="api.latency_p99", unit="ms", source="https://benefits.gov/api"),
@@ -138,6 +162,9 @@ def test_every_kind_reads_back_its_own_document() -> None:
         ScrapeTarget(namespace=NS, name="portal", url="http://127.0.0.1:9100/metrics"),
         Slo(namespace=NS, name="filings", objective=0.99, metric="filings.seconds", threshold=2),
         ScalePolicy(namespace=NS, name="pool", max=5, scale_down={"stabilization": "30s"}),  # type: ignore[arg-type]
+        # escalation: an on-call schedule and a policy paging it
+        parse_object(ONCALL_SCHEDULE),
+        parse_object(ESCALATION_POLICY),
     ]
     assert {type(o).kind for o in objects} == set(KINDS)
     for obj in objects:

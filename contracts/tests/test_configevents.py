@@ -52,15 +52,19 @@ def test_every_services_config_kinds_are_known_kinds() -> None:
         topology.ServiceSpec(name="x", singleton=False, config_kinds=("secret",))
 
 
-def test_a_service_may_read_only_the_config_kinds_it_follows_and_never_write_them() -> None:
-    perms = topology.nats_permissions(topology.service("incident-engine"))["publish"]["allow"]
+@pytest.mark.parametrize("svc", topology.SERVICES, ids=lambda svc: svc.name)
+def test_a_service_may_read_only_the_config_kinds_it_follows_and_never_write_them(
+    svc: topology.ServiceSpec,
+) -> None:
+    perms = topology.nats_permissions(svc)["publish"]["allow"]
     config = [p for p in perms if "hms_config" in p]
-    assert config == [
-        "$JS.API.CONSUMER.CREATE.KV_hms_config.*.$KV.hms_config.*.alert.>",
-        "$JS.API.CONSUMER.CREATE.KV_hms_config.*.$KV.hms_config.*.playbook.>",
-        "$JS.API.DIRECT.GET.KV_hms_config.$KV.hms_config.*.alert.>",
-        "$JS.API.DIRECT.GET.KV_hms_config.$KV.hms_config.*.playbook.>",
-        "$JS.API.STREAM.INFO.KV_hms_config",
-        "dlq.$KV.hms_config.*.alert.>",
-        "dlq.$KV.hms_config.*.playbook.>",
-    ]
+    kinds = sorted(svc.config_kinds)
+    assert config == sorted(
+        [
+            *(f"$JS.API.CONSUMER.CREATE.KV_hms_config.*.$KV.hms_config.*.{k}.>" for k in kinds),
+            *(f"$JS.API.DIRECT.GET.KV_hms_config.$KV.hms_config.*.{k}.>" for k in kinds),
+            "$JS.API.STREAM.INFO.KV_hms_config",
+            *(f"dlq.$KV.hms_config.*.{k}.>" for k in kinds),
+        ]
+    )
+    assert not any(p.startswith("$KV.hms_config") for p in perms), "it never writes config"

@@ -22,6 +22,7 @@ def test_all_is_pinned() -> None:
         "ConfigAction",
         "ConfigChanged",
         "ContractError",
+        "EscalationFailed",
         "Event",
         "Health",
         "IncidentClosed",

@@ -24,6 +24,7 @@ from hms_contracts.config import (
     Playbook,
     ScrapeTarget,
     Slo,
+    parse_object,
 )
 from hms_ops.state import ADMIN_USER, StatePaths, admin_connect
 from hms_stack import namespaces
@@ -65,6 +66,20 @@ CONFIG_SEED: dict[str, bytes] = {
         ScrapeTarget(namespace="acme", name="portal", url="http://127.0.0.1:9100/metrics"),
         Slo(
             namespace="acme", name="filings", objective=0.99, metric="filings.seconds", threshold=2
+        ),
+        parse_object({"kind": "scale_policy", "namespace": "acme", "name": "pool", "max": 5}),
+        parse_object(
+            {"kind": "oncall_schedule", "namespace": "acme", "name": "primary"}
+            | {
+                "rotations": [
+                    {"name": "weekly", "start": "2026-01-05T09:00", "participants": ["a@x.gov"]}
+                ]
+            }
+            | {"timezone": "America/New_York"}
+        ),
+        parse_object(
+            {"kind": "escalation_policy", "namespace": "acme", "name": "default"}
+            | {"levels": [{"targets": ["schedule:primary"], "delay": "10m"}]}
         ),
     )
 }

@@ -14,6 +14,7 @@ from .bus import BusEvent
 from .catalogue import CATALOGUE, decode, event_for_subject
 from .configevents import ConfigAction, ConfigChanged
 from .errors import ContractError, SubjectError
+from .escalation import EscalationFailed
 from .heartbeats import Health, ServiceHeartbeat
 from .incidents import (
     IncidentClosed,
@@ -49,6 +50,7 @@ __all__ = [
     "ConfigAction",
     "ConfigChanged",
     "ContractError",
+    "EscalationFailed",
     "Event",
     "Health",
     "IncidentClosed",

@@ -13,6 +13,7 @@ from .audit import AuditRecorded
 from .bus import BusEvent
 from .configevents import ConfigChanged
 from .errors import SubjectError
+from .escalation import EscalationFailed
 from .heartbeats import ServiceHeartbeat
 from .incidents import (
     IncidentClosed,
@@ -45,6 +46,7 @@ CATALOGUE: tuple[type[BusEvent], ...] = (
     IncidentStepRan,
     IncidentEscalated,
     IncidentClosed,
+    EscalationFailed,
     RunScheduled,
     RunStarted,
     RunProgressed,

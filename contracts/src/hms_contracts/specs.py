@@ -239,6 +239,18 @@ WORKER_ITEMS = ConsumerSpec(
     max_ack_pending=10000,
     description="Workers pull runs' fanned-out work items from here in batches of 100",
 )
+# escalation: the incident lifecycle that starts and stops escalation policies
+INCIDENT_ESCALATION = ConsumerSpec(
+    stream="INCIDENTS",
+    durable="incident_engine_escalation",
+    filter_subjects=(
+        s.INCIDENT.wildcard().removesuffix(">") + "opened",
+        s.INCIDENT.wildcard().removesuffix(">") + "updated",
+        s.INCIDENT_CLOSED.wildcard(),
+    ),
+    backoff_s=(30.0, 60.0, 120.0),
+    description="Incidents opened, acknowledged and closed: start and stop escalation",
+)
 
 CONSUMERS: tuple[ConsumerSpec, ...] = (
     WORKER_RUNS,
@@ -247,6 +259,7 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
     EVALUATOR_METRICS,
     EVALUATOR_JOBS,
     INCIDENT_ALERTS,
+    INCIDENT_ESCALATION,
 )
 
 LEASES = KVSpec(

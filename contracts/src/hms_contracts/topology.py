@@ -125,10 +125,15 @@ SERVICES: tuple[ServiceSpec, ...] = (
         name="incident-engine",
         singleton=True,
         streams=("INCIDENTS", "AUDIT"),
-        consumers=("incident_engine_alerts",),
+        consumers=("incident_engine_alerts", "incident_engine_escalation"),
         reads=("ALERTS",),
-        publishes=(s.INCIDENT.wildcard(), s.INCIDENT_CLOSED.wildcard(), s.AUDIT.wildcard()),
-        config_kinds=("playbook", "alert"),
+        publishes=(
+            s.INCIDENT.wildcard(),
+            s.INCIDENT_CLOSED.wildcard(),
+            s.AUDIT.wildcard(),
+            s.ALERT.wildcard(),  # escalation: a notification not sent in time raises an alert
+        ),
+        config_kinds=("playbook", "alert", "escalation_policy", "oncall_schedule"),
     ),
     ServiceSpec(
         name="console",

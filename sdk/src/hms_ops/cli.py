@@ -16,6 +16,7 @@ from .applycli import register as register_registry_commands
 from .errors import StackError
 from .jobscli import register as register_jobs_commands
 from .metricscli import register as register_metrics_commands
+from .oncallcli import register as register_oncall_commands
 from .scalecli import register as register_scale_commands
 from .state import StatePaths, default_state_dir
 from .status import as_json, collect_status, problems, stack_problems
@@ -114,6 +115,7 @@ register_registry_commands(app, state_paths)
 register_jobs_commands(app, state_paths)
 register_metrics_commands(app, state_paths)
 register_scale_commands(app, state_paths)
+register_oncall_commands(app, state_paths)
 
 
 def _add_commands() -> None:

@@ -115,6 +115,17 @@ def all_events() -> list[BusEvent]:
         ev.IncidentClosed.create(
             **_incident(resolution="resolved", closed_by="alice", opened_at=T0)
         ),
+        ev.EscalationFailed.create(
+            **_incident(
+                step="default/0/0/1/oncall@example.gov",
+                level=2,
+                target="oncall@example.gov",
+                reason="SMTP server 127.0.0.1:25: ConnectionRefusedError",
+                attempts=3,
+                due_at=T0,
+                retrying=True,
+            )
+        ),
         ev.RunScheduled.create(
             **_run(
                 scheduled_at=T0,

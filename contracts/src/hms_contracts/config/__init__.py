@@ -16,6 +16,7 @@ from .base import (
     parse_object,
     split_key,
 )
+from .escalation import EscalationPolicy, Level, OncallSchedule, Override, Rotation
 from .jobs import Job
 from .objects import Alert, Condition, Metric, Playbook
 from .rules import Matcher
@@ -42,14 +43,19 @@ __all__ = [
     "Condition",
     "ConfigEntry",
     "ConfigObject",
+    "EscalationPolicy",
     "Job",
+    "Level",
     "Matcher",
     "Metric",
     "MetricTrigger",
     "NotifyStep",
+    "OncallSchedule",
+    "Override",
     "PauseQueueStep",
     "Playbook",
     "ResumeQueueStep",
+    "Rotation",
     "RunStep",
     "ScalePolicy",
     "ScaleRules",

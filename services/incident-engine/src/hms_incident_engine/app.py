@@ -9,6 +9,8 @@ from hms_kit import Service, SystemClock
 
 from . import __version__
 from .core import SERVICE
+from .escalation import escalate_forever, escalation_resources
+from .escalation import router as escalation_router
 from .handlers import router
 from .settings import IncidentEngineSettings
 
@@ -17,7 +19,9 @@ from .settings import IncidentEngineSettings
 async def resources(service: Service) -> AsyncIterator[Mapping[str, object]]:
     """What the incident-engine's handlers use, opened once per process and closed after the last
     handler ran; handlers receive each by name (``clock: Annotated[Clock, Context("clock")]``)."""
-    yield {"clock": SystemClock()}
+    clock = SystemClock()
+    async with escalation_resources(service, clock) as escalation:
+        yield {"clock": clock, **escalation}
 
 
 def create_service(settings: IncidentEngineSettings | None = None) -> Service:
@@ -26,6 +30,7 @@ def create_service(settings: IncidentEngineSettings | None = None) -> Service:
         SERVICE,
         settings or IncidentEngineSettings(),
         version=__version__,
-        routers=(router,),
+        routers=(router, escalation_router),
         resources=resources,
+        leader_loops=(escalate_forever,),
     )

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from hms_kit import ServiceSettings, settings_config
+from hms_kit import settings_config
 
 from .core import SERVICE
+from .escalation import settings as escalation
 
 
-class IncidentEngineSettings(ServiceSettings):
+class IncidentEngineSettings(escalation.EscalationSettings):
     """Everything the incident-engine reads from its environment."""
 
     model_config = settings_config(SERVICE)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 HealthProbe = Callable[[], tuple[bool, dict[str, Any]]]
+Page = Callable[[web.Request], Awaitable[web.StreamResponse]]
+"""A handler mounted under a path prefix (see :meth:`HealthServer.mount`)."""
 
 
 class HealthServer:
@@ -24,6 +26,24 @@ class HealthServer:
         self._runner: web.AppRunner | None = None
         self.port = 0
         self.host = ""
+        self._mounts: dict[str, Page] = {}
+
+    def mount(self, prefix: str, page: Page) -> None:
+        """Serve every request under ``prefix`` (e.g. ``/escalation/``) with ``page``, which
+        routes the rest itself; possible before or after the server started (a service's
+        resources open after it), so a service adds its own pages beside /healthz."""
+        if not prefix.startswith("/") or not prefix.endswith("/"):
+            raise ValueError(f"mount prefix {prefix!r} must start and end with '/'")
+        self._mounts[prefix] = page
+
+    def unmount(self, prefix: str) -> None:
+        self._mounts.pop(prefix, None)
+
+    async def _mounted(self, request: web.Request) -> web.StreamResponse:
+        for prefix, page in self._mounts.items():
+            if request.path.startswith(prefix):
+                return await page(request)
+        raise web.HTTPNotFound()
 
     @property
     def url(self) -> str:
@@ -48,6 +68,7 @@ class HealthServer:
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics)
+        app.router.add_route("*", "/{rest:.*}", self._mounted)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, reuse_address=True)

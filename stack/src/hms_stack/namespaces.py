@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import secrets
 import signal
+import time
+import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -163,9 +166,32 @@ def apply_to_server(paths: StatePaths) -> bool:
     pid = _stack_nats_pid(paths, config_path)
     if pid is None:
         return False
+    monitor = config.get("http")
+    monitor = monitor if isinstance(monitor, str) else None
+    loaded = _config_load_time(monitor) if monitor else None
     os.kill(pid, signal.SIGHUP)  # nats-server: reload the configuration
     log.info("nats-server (pid %s) reloads its users", pid)
+    if monitor and loaded is not None:
+        # the reload is asynchronous: a client connecting right after its credential was
+        # written would be refused, so return once the server says it reloaded
+        deadline = time.monotonic() + RELOAD_TIMEOUT_S
+        while _config_load_time(monitor) == loaded and time.monotonic() < deadline:
+            time.sleep(0.02)
     return True
+
+
+#: how long ``apply_to_server`` waits for nats-server to say it reloaded its users
+RELOAD_TIMEOUT_S = 5.0
+
+
+def _config_load_time(monitor: str) -> str | None:
+    """When nats-server last loaded its configuration (``/varz``), or None if it cannot say."""
+    try:
+        with urllib.request.urlopen(f"http://{monitor}/varz", timeout=2) as answer:
+            found = json.load(answer).get("config_load_time")
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, str) else None
 
 
 def _stack_nats_pid(paths: StatePaths, config_path: Path) -> int | None:

@@ -18,6 +18,7 @@ from hms_contracts.config import (
     Playbook,
     RunStep,
     ScaleStep,
+    Silence,
     config_key,
     parse_duration,
     parse_object,
@@ -132,6 +133,10 @@ def test_every_kind_reads_back_its_own_document() -> None:
         Alert(namespace=NS, name="a", metric="m.x", condition="< 5", playbook="rollback"),  # type: ignore[arg-type]
         Playbook(namespace=NS, name="rollback", steps=DOCUMENT_STEPS),  # type: ignore[arg-type]
         Job(namespace=NS, name="nightly", schedule="0 0 * * *", queue="q", command=("true",)),
+        Silence.model_validate(
+            {"namespace": NS, "name": "m", "matchers": ['service="api"'], "author": "a"}
+            | {"reason": "maintenance", "ends_at": "2030-01-01T00:00:00Z"}
+        ),
     ]
     assert {type(o).kind for o in objects} == set(KINDS)
     for obj in objects:

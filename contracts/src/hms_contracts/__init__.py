@@ -22,6 +22,10 @@ from .incidents import (
     IncidentStatus,
     IncidentStepRan,
     IncidentUpdated,
+    NotifyRequested,
+    QueueControlRequested,
+    ScaleRequested,
+    TicketFiled,
 )
 from .metrics import MetricSample, MetricSampleBatch
 from .runs import (
@@ -58,7 +62,9 @@ __all__ = [
     "MetricSample",
     "MetricSampleBatch",
     "Namespace",
+    "NotifyRequested",
     "Operator",
+    "QueueControlRequested",
     "RunCompleted",
     "RunDeadLettered",
     "RunFailed",
@@ -66,9 +72,11 @@ __all__ = [
     "RunScheduled",
     "RunStarted",
     "ScaleDecided",
+    "ScaleRequested",
     "ServiceHeartbeat",
     "SlaBreached",
     "SubjectError",
+    "TicketFiled",
     "decode",
     "deterministic_id",
     "event_for_subject",

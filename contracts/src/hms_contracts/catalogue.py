@@ -20,6 +20,10 @@ from .incidents import (
     IncidentOpened,
     IncidentStepRan,
     IncidentUpdated,
+    NotifyRequested,
+    QueueControlRequested,
+    ScaleRequested,
+    TicketFiled,
 )
 from .metrics import MetricSampleBatch
 from .runs import (
@@ -43,6 +47,10 @@ CATALOGUE: tuple[type[BusEvent], ...] = (
     IncidentStepRan,
     IncidentEscalated,
     IncidentClosed,
+    NotifyRequested,
+    TicketFiled,
+    ScaleRequested,
+    QueueControlRequested,
     RunScheduled,
     RunStarted,
     RunProgressed,

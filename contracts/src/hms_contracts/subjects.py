@@ -78,6 +78,20 @@ FAMILIES: tuple[Family, ...] = (
     EVENT,
 )
 
+INCIDENT_COMMAND = Family("ops.incident_cmd", 1)
+"""Requests the incident engine answers (core request/reply, never stored):
+``ops.incident_cmd.<ns>.<verb>``, verbs in :data:`INCIDENT_VERBS`. Not an event family."""
+
+INCIDENT_VERBS: tuple[str, ...] = (
+    "list",
+    "show",
+    "ack",
+    "resolve",
+    "approve",
+    "audit_verify",
+    "audit_export",
+)
+
 DLQ_PREFIX = "dlq"
 DLQ_ALL = f"{DLQ_PREFIX}.>"
 

@@ -7,6 +7,8 @@ This is the single source for provisioning ownership and for the per-service NAT
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from . import specs
@@ -27,6 +29,9 @@ class ServiceSpec(BaseModel):
     reads: tuple[str, ...] = Field(default=(), description="Streams it only inspects or reads")
     publishes: tuple[str, ...] = Field(default=(), description="Subjects it may publish")
     subscribes: tuple[str, ...] = Field(default=(), description="Core subjects it may subscribe")
+    serves: tuple[str, ...] = Field(
+        default=(), description="Request subjects it answers (core request/reply)"
+    )
     config_kinds: tuple[str, ...] = Field(
         default=(), description="Config kinds it follows in the registry (read only)"
     )
@@ -110,7 +115,8 @@ SERVICES: tuple[ServiceSpec, ...] = (
         consumers=("incident_engine_alerts",),
         reads=("ALERTS",),
         publishes=(s.INCIDENT.wildcard(), s.INCIDENT_CLOSED.wildcard(), s.AUDIT.wildcard()),
-        config_kinds=("playbook", "alert"),
+        serves=(s.INCIDENT_COMMAND.wildcard(),),
+        config_kinds=("playbook", "alert", "silence"),
     ),
     ServiceSpec(
         name="console",
@@ -190,7 +196,7 @@ def _config_read_api(kind: str) -> list[str]:
     ]
 
 
-def nats_permissions(svc: ServiceSpec) -> dict[str, dict[str, list[str]]]:
+def nats_permissions(svc: ServiceSpec) -> dict[str, Any]:
     """Least-privilege NATS permissions for one service's user.
 
     The service may publish what it emits, its heartbeat and the dead letters of what it
@@ -218,11 +224,16 @@ def nats_permissions(svc: ServiceSpec) -> dict[str, dict[str, list[str]]]:
         publish += _own_keys_api(specs.LEASES, specs.lease_key(svc.name))
     for kind in svc.config_kinds:
         publish += _config_read_api(kind)
-    subscribe = [f"{s.inbox_prefix(svc.name)}.>", *svc.subscribes]
-    return {
+    subscribe = [f"{s.inbox_prefix(svc.name)}.>", *svc.subscribes, *svc.serves]
+    permissions: dict[str, Any] = {
         "publish": {"allow": sorted(dict.fromkeys(publish))},
         "subscribe": {"allow": sorted(dict.fromkeys(subscribe))},
     }
+    if svc.serves:
+        # one reply per request, to whoever asked, for a minute: no standing publish right
+        # on anyone's inbox
+        permissions["allow_responses"] = {"max": 1, "expires": "1m"}
+    return permissions
 
 
 # --- namespace clients ----------------------------------------------------------------------
@@ -290,6 +301,7 @@ def namespace_permissions(
         f"$JS.API.DIRECT.GET.{kv_stream}.{own_keys}",
         f"$JS.API.CONSUMER.CREATE.{kv_stream}.*.{own_keys}",
         f"$JS.FC.{kv_stream}.>",
+        s.INCIDENT_COMMAND.wildcard(ns),  # incidents list|show|ack|resolve, audit verify
     ]
     for durable in durables:
         for feed, (stream, name) in durable_consumers(ns, durable).items():

@@ -16,17 +16,20 @@ from .base import (
     parse_object,
     split_key,
 )
+from .incidents import Matcher, Param, Silence
 from .jobs import Job
 from .objects import Alert, Condition, Metric, Playbook
 from .steps import (
     ApproveStep,
     NotifyStep,
     PauseQueueStep,
+    PythonStep,
     ResumeQueueStep,
     RunStep,
     ScaleStep,
     Step,
     TicketStep,
+    WebhookStep,
     parse_step,
 )
 
@@ -38,15 +41,20 @@ __all__ = [
     "ConfigEntry",
     "ConfigObject",
     "Job",
+    "Matcher",
     "Metric",
     "NotifyStep",
+    "Param",
     "PauseQueueStep",
     "Playbook",
+    "PythonStep",
     "ResumeQueueStep",
     "RunStep",
     "ScaleStep",
+    "Silence",
     "Step",
     "TicketStep",
+    "WebhookStep",
     "config_key",
     "parse_duration",
     "parse_object",

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from hms_contracts.base import Event
+from hms_contracts.errors import ContractError
 from hms_contracts.specs import ConsumerSpec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -76,8 +77,14 @@ class BatchConsumer(Generic[E]):
         fetch_timeout: float = 1.0,
         metrics: KitMetrics | None = None,
         tracer_provider: trace.TracerProvider | None = None,
+        decoder: Callable[[Msg], E] | None = None,
     ) -> None:
         self.nc = nc
+        #: turns a message into its event (default: ``model`` from the payload); raise
+        #: ValidationError or ContractError to dead-letter it
+        self.decoder: Callable[[Msg], E] = decoder or (
+            lambda msg: model.model_validate_json(msg.data)
+        )
         self.spec = spec
         self.model = model
         self.handler = handler
@@ -103,6 +110,7 @@ class BatchConsumer(Generic[E]):
         *,
         batch: int = 100,
         fetch_timeout: float = 1.0,
+        decoder: Callable[[Msg], E] | None = None,
     ) -> BatchConsumer[E]:
         """A consumer wired to the service: its connection, inbox, metrics and tracer."""
         return cls(
@@ -115,6 +123,7 @@ class BatchConsumer(Generic[E]):
             fetch_timeout=fetch_timeout,
             metrics=service.metrics,
             tracer_provider=service.tracer_provider,
+            decoder=decoder,
         )
 
     def _count(self, outcome: str, n: int = 1) -> None:
@@ -153,8 +162,8 @@ class BatchConsumer(Generic[E]):
         good: list[Delivery[E]] = []
         for msg in msgs:
             try:
-                good.append(Delivery(self.model.model_validate_json(msg.data), msg))
-            except ValidationError as exc:
+                good.append(Delivery(self.decoder(msg), msg))
+            except (ValidationError, ContractError) as exc:
                 await dead_letter(self.nc, msg, describe_error(exc), self.metrics)
                 self._count("dead_lettered")
         if not good:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 HealthProbe = Callable[[], tuple[bool, dict[str, Any]]]
+Route = tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]
+"""``(method, path, handler)``: an endpoint a service adds to its HTTP server."""
 
 
 class HealthServer:
@@ -18,9 +20,12 @@ class HealthServer:
     ``/metrics``. A probe's ``degraded`` detail (reasons by component) makes the status
     ``degraded``: the service works, with reduced ability."""
 
-    def __init__(self, registry: CollectorRegistry, probe: HealthProbe) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, probe: HealthProbe, routes: Sequence[Route] = ()
+    ) -> None:
         self.registry = registry
         self.probe = probe
+        self.routes = tuple(routes)
         self._runner: web.AppRunner | None = None
         self.port = 0
         self.host = ""
@@ -48,6 +53,8 @@ class HealthServer:
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics)
+        for method, path, handler in self.routes:
+            app.router.add_route(method, path, handler)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, reuse_address=True)

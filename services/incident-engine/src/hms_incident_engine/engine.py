@@ -371,6 +371,7 @@ class Engine:
         note: str,
         now: datetime,
         resolution: str = "resolved",
+        detail: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """Move an incident to ``status`` (TransitionError if the lifecycle forbids it)."""
         check_transition(row["status"], status)
@@ -398,7 +399,7 @@ class Engine:
             )
         )
         await tx.note(ns, iid, now, status, actor, note)
-        await tx.audit(ns, now, actor, f"incident.{status}", iid, {"note": note})
+        await tx.audit(ns, now, actor, f"incident.{status}", iid, {"note": note, **(detail or {})})
         if closed:
             await tx.emit(
                 IncidentClosed.create(
@@ -429,12 +430,14 @@ class Engine:
                 (actor, namespace, incident_id),
             )
             note = f"acknowledged by {actor} via {via}"
-            await tx.audit(
-                namespace, now, actor, "incident.acknowledged", incident_id, {"via": via}
-            )
             if row["status"] == "open":
-                await self.set_status(tx, row, "acknowledged", actor, note, now)
+                await self.set_status(
+                    tx, row, "acknowledged", actor, note, now, detail={"via": via}
+                )
             else:
+                await tx.audit(
+                    namespace, now, actor, "incident.acknowledged", incident_id, {"via": via}
+                )
                 revision = row["revision"] + 1
                 await tx.execute(
                     "UPDATE incidents SET revision = ?, updated_at = ? "

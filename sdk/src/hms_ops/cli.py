@@ -14,6 +14,7 @@ from rich.table import Table
 
 from .applycli import register as register_registry_commands
 from .errors import StackError
+from .incidentscli import register as register_incident_commands
 from .jobscli import register as register_jobs_commands
 from .state import StatePaths, default_state_dir
 from .status import as_json, collect_status, problems, stack_problems
@@ -110,6 +111,7 @@ def status(
 
 register_registry_commands(app, state_paths)
 register_jobs_commands(app, state_paths)
+register_incident_commands(app, state_paths)
 
 
 def _add_commands() -> None:

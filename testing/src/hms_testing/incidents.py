@@ -166,7 +166,7 @@ async def stream_events(js: JetStreamContext, stream: str) -> list[tuple[str, Bu
     except NotFoundError:
         return []
     out: list[tuple[str, BusEvent]] = []
-    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+    for seq in range(max(info.state.first_seq, 1), info.state.last_seq + 1):
         try:
             msg = await js.get_msg(stream, seq)
         except NotFoundError:

@@ -85,6 +85,12 @@ async def test_a_person_resolves_an_incident_by_request(
     async with leading(nats_server, tmp_path, [], close_on_resolve=False):
         await send(js, firing(), resolved())
         [listed] = await wait_until(lambda: request(nc, "list", {}), message="listed")
+
+        async def resolution_seen() -> bool:
+            shown = await request(nc, "show", {"incident_id": listed["incident_id"]})
+            return any(t["what"] == "alert" for t in shown["timeline"])
+
+        await wait_until(resolution_seen, message="the alert's resolution on the timeline")
         assert await request(nc, "ack", {"incident_id": listed["incident_id"], "actor": "al"})
         body = {"incident_id": listed["incident_id"], "actor": "al", "note": "rolled back"}
         assert await request(nc, "resolve", body) == "resolved"

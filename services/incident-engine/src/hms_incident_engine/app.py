@@ -98,7 +98,8 @@ async def lead(service: Service) -> None:
         BusEvent,
         on_batch,
         batch=settings.batch,
-        fetch_timeout=0.5,
+        # a pull waits for a full batch until its timeout: keep it short, for latency
+        fetch_timeout=0.05,
         decoder=_decode,
     )
 

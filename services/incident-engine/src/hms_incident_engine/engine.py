@@ -19,7 +19,7 @@ from hms_contracts import (
     IncidentUpdated,
     TicketFiled,
 )
-from hms_contracts.config import ConfigObject, Playbook
+from hms_contracts.config import ConfigObject, Playbook, Silence
 from hms_contracts.config.incidents import ParamError, mask, resolve_params
 from hms_kit import Clock
 from nats.js import JetStreamContext
@@ -110,7 +110,7 @@ class Engine:
                     for r in rows
                 ]
                 await asyncio.wait_for(asyncio.gather(*futures), 10.0)
-                await self.store.drop_outbox(rows[-1]["seq"])
+                self.store.published(rows[-1]["seq"])
                 sent += len(rows)
             return sent
 
@@ -128,20 +128,21 @@ class Engine:
     async def take(self, signals: Sequence[Signal]) -> list[tuple[str, str]]:
         """Apply a batch of signals in one transaction; returns the runs to start."""
         now = self.clock.now()
-        silences = self.config.objects("silence")
+        silences = [s for s in self.config.objects("silence") if isinstance(s, Silence)]
         alerts = self.config.objects("alert")
         playbooks = self.config.objects("playbook")
-        starts: list[tuple[str, str]] = []
-        async with self.store.tx() as tx:
+
+        def change(tx: Tx) -> list[tuple[str, str]]:
+            starts: list[tuple[str, str]] = []
             for sig in signals:
-                if not await tx.first_time(sig.event_id):
+                if not tx.first_time(sig.event_id):
                     continue
                 if sig.kind == "resolved":
-                    await self._resolved(tx, sig, now)
+                    self._resolved(tx, sig, now)
                     continue
-                silence = silenced_by(sig, silences, now)  # type: ignore[arg-type]
+                silence = silenced_by(sig, silences, now)
                 if silence is not None:
-                    await tx.audit(
+                    tx.audit(
                         sig.namespace,
                         now,
                         SERVICE,
@@ -151,14 +152,17 @@ class Engine:
                     )
                     continue
                 key = group_key(sig, self.settings.group_by)
-                row = await self._open_in_group(tx, sig.namespace, key)
+                row = self._open_in_group(tx, sig.namespace, key)
                 if row is not None:
-                    await self._joined(tx, row, sig, now)
+                    self._joined(tx, row, sig, now)
                     continue
-                iid = await self._open(tx, sig, key, now)
+                iid = self._open(tx, sig, key, now)
                 pb = playbook_for(sig, alerts, playbooks)
-                if pb is not None and await self._plan_run(tx, sig, iid, pb, now):
+                if pb is not None and self._plan_run(tx, sig, iid, pb, now):
                     starts.append((sig.namespace, iid))
+            return starts
+
+        starts = await self.store.tx(change)
         for start in starts:
             self.started_runs.put_nowait(start)
         await self.try_flush()
@@ -171,34 +175,33 @@ class Engine:
         except Exception as exc:
             log.warning("publishing the outbox failed (%s); it will be retried", exc)
 
-    async def _open_in_group(self, tx: Tx, namespace: str, key: str) -> dict[str, Any] | None:
-        async with tx.db.execute(
+    def _open_in_group(self, tx: Tx, namespace: str, key: str) -> dict[str, Any] | None:
+        row = tx.db.execute(
             "SELECT * FROM incidents WHERE namespace = ? AND group_key = ? AND closed_at IS NULL",
             (namespace, key),
-        ) as cur:
-            row = await cur.fetchone()
+        ).fetchone()
         return None if row is None else dict(row)
 
-    async def _joined(self, tx: Tx, row: dict[str, Any], sig: Signal, now: datetime) -> None:
+    def _joined(self, tx: Tx, row: dict[str, Any], sig: Signal, now: datetime) -> None:
         ns, iid = row["namespace"], row["incident_id"]
-        added = await tx.execute(
+        added = tx.execute(
             "INSERT OR IGNORE INTO members VALUES (?, ?, ?, 1)", (ns, iid, sig.fingerprint)
         )
         if added:
-            await tx.note(ns, iid, now, "alert", sig.source, f"{sig.rule_id} joined: {sig.title}")
-            await tx.audit(ns, now, SERVICE, "incident.alert_joined", iid, {"rule": sig.rule_id})
+            tx.note(ns, iid, now, "alert", sig.source, f"{sig.rule_id} joined: {sig.title}")
+            tx.audit(ns, now, SERVICE, "incident.alert_joined", iid, {"rule": sig.rule_id})
         else:
-            await tx.execute(
+            tx.execute(
                 "UPDATE members SET firing = 1 WHERE namespace = ? AND incident_id = ? "
                 "AND fingerprint = ?",
                 (ns, iid, sig.fingerprint),
             )
 
-    async def _open(self, tx: Tx, sig: Signal, key: str, now: datetime) -> str:
+    def _open(self, tx: Tx, sig: Signal, key: str, now: datetime) -> str:
         ns = sig.namespace
         iid = incident_id_for(ns, key, sig.event_id)
         cause = "sla_breach" if sig.kind == "breach" else "alert"
-        await tx.execute(
+        tx.execute(
             "INSERT INTO incidents (namespace, incident_id, group_key, status, severity, title, "
             "cause, labels, playbook, revision, opened_at, updated_at) "
             "VALUES (?, ?, ?, 'open', ?, ?, ?, ?, NULL, 1, ?, ?)",
@@ -214,8 +217,8 @@ class Engine:
                 ts(now),
             ),
         )
-        await tx.execute("INSERT INTO members VALUES (?, ?, ?, 1)", (ns, iid, sig.fingerprint))
-        await tx.emit(
+        tx.execute("INSERT INTO members VALUES (?, ?, ?, 1)", (ns, iid, sig.fingerprint))
+        tx.emit(
             IncidentOpened.create(
                 namespace=ns,
                 occurred_at=now,
@@ -228,16 +231,14 @@ class Engine:
                 labels=dict(sig.labels),
             )
         )
-        await tx.note(ns, iid, now, "opened", sig.source, sig.title)
-        await tx.audit(
-            ns, now, SERVICE, "incident.opened", iid, {"cause": cause, "rule": sig.rule_id}
-        )
+        tx.note(ns, iid, now, "opened", sig.source, sig.title)
+        tx.audit(ns, now, SERVICE, "incident.opened", iid, {"cause": cause, "rule": sig.rule_id})
         if sig.kind == "breach":
             # the documents: a breach files a human-in-the-loop ticket
-            await self._ticket(tx, ns, iid, now, "sla_breach", sig.title, sig.severity, sig.detail)
+            self._ticket(tx, ns, iid, now, "sla_breach", sig.title, sig.severity, sig.detail)
         return iid
 
-    async def _ticket(
+    def _ticket(
         self,
         tx: Tx,
         ns: str,
@@ -260,8 +261,8 @@ class Engine:
             source=source,
             labels=dict(labels or {}),
         )
-        await tx.emit(ticket)
-        await tx.emit(
+        tx.emit(ticket)
+        tx.emit(
             IncidentEscalated.create(
                 namespace=ns,
                 occurred_at=now,
@@ -272,97 +273,87 @@ class Engine:
                 reference=ticket.ticket_id,
             )
         )
-        await tx.note(ns, iid, now, "ticket", SERVICE, f"ticket {ticket.ticket_id} filed")
-        await tx.audit(ns, now, SERVICE, "ticket.filed", iid, {"ticket": ticket.ticket_id})
+        tx.note(ns, iid, now, "ticket", SERVICE, f"ticket {ticket.ticket_id} filed")
+        tx.audit(ns, now, SERVICE, "ticket.filed", iid, {"ticket": ticket.ticket_id})
         return ticket
 
-    async def _plan_run(self, tx: Tx, sig: Signal, iid: str, pb: Playbook, now: datetime) -> bool:
+    def _plan_run(self, tx: Tx, sig: Signal, iid: str, pb: Playbook, now: datetime) -> bool:
         """Record the playbook run of a new incident, unless its parameters do not validate
         or its target ran too often in the last hour; False when it will not run."""
         ns = sig.namespace
-        await tx.execute(
+        tx.execute(
             "UPDATE incidents SET playbook = ? WHERE namespace = ? AND incident_id = ?",
             (pb.name, ns, iid),
         )
         try:
             values = resolve_params(pb.params, sig.labels)
         except ParamError as exc:
-            await self._refuse(tx, ns, iid, now, pb.name, f"parameters refused: {exc}")
+            self._refuse(tx, ns, iid, now, pb.name, f"parameters refused: {exc}")
             return False
         target = pb.target(values)
-        async with tx.db.execute(
+        row = tx.db.execute(
             "SELECT COUNT(*) FROM runs WHERE namespace = ? AND target = ? AND started_at > ?",
             (ns, target, ts(now - timedelta(hours=1))),
-        ) as cur:
-            row = await cur.fetchone()
+        ).fetchone()
         recent = int(row[0]) if row is not None else 0
         if recent >= pb.max_runs_per_hour:
             most = pb.max_runs_per_hour
             why = f"rate limit: {recent} runs of {target} in the last hour (max {most})"
-            await self._refuse(tx, ns, iid, now, pb.name, why)
+            self._refuse(tx, ns, iid, now, pb.name, why)
             return False
-        await tx.execute(
+        tx.execute(
             "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, 'running', ?, NULL)",
             (ns, iid, pb.name, pb.model_dump_json(), json.dumps(values), target, ts(now)),
         )
-        await tx.audit(ns, now, SERVICE, "playbook.planned", iid, {"playbook": pb.name, **values})
+        tx.audit(ns, now, SERVICE, "playbook.planned", iid, {"playbook": pb.name, **values})
         return True
 
-    async def _refuse(
-        self, tx: Tx, ns: str, iid: str, now: datetime, playbook: str, why: str
-    ) -> None:
+    def _refuse(self, tx: Tx, ns: str, iid: str, now: datetime, playbook: str, why: str) -> None:
         why = self.masked(why)
-        await tx.note(ns, iid, now, "playbook", SERVICE, f"playbook {playbook} not run: {why}")
-        await tx.audit(
-            ns, now, SERVICE, "playbook.refused", iid, {"playbook": playbook, "why": why}
-        )
-        row = await self._row(tx, ns, iid)
-        await self.set_status(tx, row, "needs_attention", SERVICE, why, now)
-        await self._ticket(
-            tx, ns, iid, now, "needs_attention", f"{row['title']}: {why}", row["severity"]
-        )
+        tx.note(ns, iid, now, "playbook", SERVICE, f"playbook {playbook} not run: {why}")
+        tx.audit(ns, now, SERVICE, "playbook.refused", iid, {"playbook": playbook, "why": why})
+        row = self._row(tx, ns, iid)
+        self.set_status(tx, row, "needs_attention", SERVICE, why, now)
+        self._ticket(tx, ns, iid, now, "needs_attention", f"{row['title']}: {why}", row["severity"])
 
-    async def _resolved(self, tx: Tx, sig: Signal, now: datetime) -> None:
-        async with tx.db.execute(
+    def _resolved(self, tx: Tx, sig: Signal, now: datetime) -> None:
+        found = tx.db.execute(
             "SELECT m.incident_id FROM members m JOIN incidents i USING (namespace, incident_id) "
             "WHERE m.namespace = ? AND m.fingerprint = ? AND i.closed_at IS NULL",
             (sig.namespace, sig.fingerprint),
-        ) as cur:
-            found = await cur.fetchone()
+        ).fetchone()
         if found is None:
             return
         iid = found[0]
-        await tx.execute(
+        tx.execute(
             "UPDATE members SET firing = 0 WHERE namespace = ? AND incident_id = ? "
             "AND fingerprint = ?",
             (sig.namespace, iid, sig.fingerprint),
         )
-        await tx.note(sig.namespace, iid, now, "alert", sig.source, f"{sig.rule_id} resolved")
+        tx.note(sig.namespace, iid, now, "alert", sig.source, f"{sig.rule_id} resolved")
         if not self.settings.close_on_resolve:
             return
-        async with tx.db.execute(
+        still = tx.db.execute(
             "SELECT COUNT(*) FROM members WHERE namespace = ? AND incident_id = ? AND firing = 1",
             (sig.namespace, iid),
-        ) as cur:
-            still = await cur.fetchone()
+        ).fetchone()
         if still is not None and still[0] == 0:
-            row = await self._row(tx, sig.namespace, iid)
-            await self.set_status(
+            row = self._row(tx, sig.namespace, iid)
+            self.set_status(
                 tx, row, "resolved", SERVICE, "every alert resolved", now, "auto_resolved"
             )
 
     # --- status -----------------------------------------------------------------------------
 
-    async def _row(self, tx: Tx, ns: str, iid: str) -> dict[str, Any]:
-        async with tx.db.execute(
+    def _row(self, tx: Tx, ns: str, iid: str) -> dict[str, Any]:
+        row = tx.db.execute(
             "SELECT * FROM incidents WHERE namespace = ? AND incident_id = ?", (ns, iid)
-        ) as cur:
-            row = await cur.fetchone()
+        ).fetchone()
         if row is None:
             raise IncidentNotFound(f"no incident {iid!r} in namespace {ns!r}")
         return dict(row)
 
-    async def set_status(
+    def set_status(
         self,
         tx: Tx,
         row: dict[str, Any],
@@ -378,7 +369,7 @@ class Engine:
         ns, iid = row["namespace"], row["incident_id"]
         revision = row["revision"] + 1
         closed = status in CLOSED
-        await tx.execute(
+        tx.execute(
             "UPDATE incidents SET status = ?, revision = ?, updated_at = ?, "
             "closed_at = CASE WHEN ? THEN ? ELSE closed_at END, "
             "resolution = CASE WHEN ? THEN ? ELSE resolution END "
@@ -386,7 +377,7 @@ class Engine:
             (status, revision, ts(now), closed, ts(now), closed, resolution, ns, iid),
         )
         note = self.masked(note)[:1024] or status
-        await tx.emit(
+        tx.emit(
             IncidentUpdated.create(
                 namespace=ns,
                 occurred_at=now,
@@ -398,10 +389,10 @@ class Engine:
                 note=note,
             )
         )
-        await tx.note(ns, iid, now, status, actor, note)
-        await tx.audit(ns, now, actor, f"incident.{status}", iid, {"note": note, **(detail or {})})
+        tx.note(ns, iid, now, status, actor, note)
+        tx.audit(ns, now, actor, f"incident.{status}", iid, {"note": note, **(detail or {})})
         if closed:
-            await tx.emit(
+            tx.emit(
                 IncidentClosed.create(
                     namespace=ns,
                     occurred_at=now,
@@ -412,7 +403,7 @@ class Engine:
                     opened_at=datetime.fromisoformat(row["opened_at"]),
                 )
             )
-            await tx.audit(ns, now, actor, "incident.closed", iid, {"resolution": resolution})
+            tx.audit(ns, now, actor, "incident.closed", iid, {"resolution": resolution})
         return {**row, "status": status, "revision": revision}
 
     # --- what people do ---------------------------------------------------------------------
@@ -421,30 +412,27 @@ class Engine:
         """Acknowledge an open incident (again: nothing happens), on the timeline and in the
         audit log, and publish the update. IncidentNotFound when there is no such incident."""
         now = self.clock.now()
-        async with self.store.tx() as tx:
-            row = await self._row(tx, namespace, incident_id)
+
+        def change(tx: Tx) -> None:
+            row = self._row(tx, namespace, incident_id)
             if row["acknowledged_by"] is not None or row["closed_at"] is not None:
                 return
-            await tx.execute(
+            tx.execute(
                 "UPDATE incidents SET acknowledged_by = ? WHERE namespace = ? AND incident_id = ?",
                 (actor, namespace, incident_id),
             )
             note = f"acknowledged by {actor} via {via}"
             if row["status"] == "open":
-                await self.set_status(
-                    tx, row, "acknowledged", actor, note, now, detail={"via": via}
-                )
+                self.set_status(tx, row, "acknowledged", actor, note, now, detail={"via": via})
             else:
-                await tx.audit(
-                    namespace, now, actor, "incident.acknowledged", incident_id, {"via": via}
-                )
+                tx.audit(namespace, now, actor, "incident.acknowledged", incident_id, {"via": via})
                 revision = row["revision"] + 1
-                await tx.execute(
+                tx.execute(
                     "UPDATE incidents SET revision = ?, updated_at = ? "
                     "WHERE namespace = ? AND incident_id = ?",
                     (revision, ts(now), namespace, incident_id),
                 )
-                await tx.emit(
+                tx.emit(
                     IncidentUpdated.create(
                         namespace=namespace,
                         occurred_at=now,
@@ -456,7 +444,9 @@ class Engine:
                         note=note,
                     )
                 )
-                await tx.note(namespace, incident_id, now, "acknowledged", actor, note)
+                tx.note(namespace, incident_id, now, "acknowledged", actor, note)
+
+        await self.store.tx(change)
         await self.flush()
 
     async def resolve(
@@ -465,36 +455,41 @@ class Engine:
         """A person resolves an incident; returns its status after (resolving twice is no
         change)."""
         now = self.clock.now()
-        async with self.store.tx() as tx:
-            row = await self._row(tx, namespace, incident_id)
+
+        def change(tx: Tx) -> str:
+            row = self._row(tx, namespace, incident_id)
             if row["closed_at"] is not None:
                 return str(row["status"])
-            await self.set_status(tx, row, "resolved", actor, note or f"resolved by {actor}", now)
+            self.set_status(tx, row, "resolved", actor, note or f"resolved by {actor}", now)
+            return "resolved"
+
+        status = await self.store.tx(change)
         await self.flush()
-        return "resolved"
+        return status
 
     async def approve(self, namespace: str, incident_id: str, actor: str) -> int:
         """Approve the approval step the incident's playbook waits on; its index."""
         now = self.clock.now()
-        async with self.store.tx() as tx:
-            await self._row(tx, namespace, incident_id)
-            async with tx.db.execute(
+
+        def change(tx: Tx) -> int:
+            self._row(tx, namespace, incident_id)
+            found = tx.db.execute(
                 "SELECT step_index FROM steps WHERE namespace = ? AND incident_id = ? "
                 "AND status = 'waiting' ORDER BY step_index DESC LIMIT 1",
                 (namespace, incident_id),
-            ) as cur:
-                found = await cur.fetchone()
+            ).fetchone()
             if found is None:
                 raise TransitionError(f"incident {incident_id} waits for no approval")
             index = int(found[0])
-            await tx.execute(
+            tx.execute(
                 "INSERT OR IGNORE INTO approvals VALUES (?, ?, ?, ?, ?)",
                 (namespace, incident_id, index, actor, ts(now)),
             )
-            await tx.note(namespace, incident_id, now, "approval", actor, f"step {index} approved")
-            await tx.audit(
-                namespace, now, actor, "playbook.approved", incident_id, {"step": str(index)}
-            )
+            tx.note(namespace, incident_id, now, "approval", actor, f"step {index} approved")
+            tx.audit(namespace, now, actor, "playbook.approved", incident_id, {"step": str(index)})
+            return index
+
+        index = await self.store.tx(change)
         await self.flush()
         self.approved.set()
         return index
@@ -505,22 +500,22 @@ class Engine:
         objects = self.config.objects(kind)
         if not objects:
             return
-        async with self.store.tx() as tx:
-            await tx.execute(
+
+        def change(tx: Tx) -> None:
+            tx.execute(
                 "CREATE TABLE IF NOT EXISTS config_seen (key TEXT PRIMARY KEY, body TEXT NOT NULL)"
             )
             for obj in objects:
                 body = json.dumps(obj.document(), sort_keys=True, default=str)
-                async with tx.db.execute(
+                seen = tx.db.execute(
                     "SELECT body FROM config_seen WHERE key = ?", (obj.key(),)
-                ) as cur:
-                    seen = await cur.fetchone()
+                ).fetchone()
                 if seen is not None and seen[0] == body:
                     continue
-                await tx.execute(
-                    "INSERT OR REPLACE INTO config_seen VALUES (?, ?)", (obj.key(), body)
-                )
+                tx.execute("INSERT OR REPLACE INTO config_seen VALUES (?, ?)", (obj.key(), body))
                 detail = {k: str(v) for k, v in obj.document().items() if k not in ("kind",)}
                 author = str(getattr(obj, "author", "registry"))
-                await tx.audit(obj.namespace, now, author, f"{kind}.applied", obj.name, detail)
+                tx.audit(obj.namespace, now, author, f"{kind}.applied", obj.name, detail)
+
+        await self.store.tx(change)
         await self.flush()

@@ -11,11 +11,12 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from hms_contracts import IncidentStepRan, QueueControlRequested, ScaleRequested
+from hms_contracts import IncidentStepRan, QueueControlRequested, ScaleRequested, TicketFiled
 from hms_contracts.config import (
     ApproveStep,
     NotifyStep,
@@ -111,48 +112,48 @@ class Runner:
         that step if idempotent, else hand the incident to people (needs_attention)."""
         resumed = 0
         for run in await self.store.rows("SELECT * FROM runs WHERE status = 'running'"):
-            ns, iid = run["namespace"], run["incident_id"]
-            playbook = Playbook.model_validate_json(run["definition"])
-            inflight = await self.store.rows(
-                "SELECT * FROM steps WHERE namespace = ? AND incident_id = ? "
-                "AND status IN ('started', 'waiting')",
-                (ns, iid),
-            )
-            stop = None
-            for step_row in inflight:
-                if step_row["pgid"] is not None:
-                    kill_orphans(int(step_row["pgid"]), step_row["marker"])
-                index = int(step_row["step_index"])
-                if not idempotent(playbook.steps[index]):
-                    stop = index
-            now = self.engine.clock.now()
-            async with self.store.tx() as tx:
-                for step_row in inflight:
-                    await tx.execute(
-                        "UPDATE steps SET status = 'interrupted', ended_at = ? WHERE namespace = ? "
-                        "AND incident_id = ? AND step_index = ? AND attempt = ?",
-                        (ts(now), ns, iid, step_row["step_index"], step_row["attempt"]),
-                    )
-                    await tx.note(
-                        ns,
-                        iid,
-                        now,
-                        "step",
-                        SERVICE,
-                        f"step {step_row['step_index']} interrupted by a restart",
-                    )
-                if stop is not None:
-                    why = (
-                        f"step {stop} was interrupted by a restart and is not idempotent: "
-                        "not run again"
-                    )
-                    await self._end_run(tx, ns, iid, "needs_attention", now)
-                    await self.engine._refuse(tx, ns, iid, now, playbook.name, why)
-            await self.engine.flush()
-            if stop is None:
-                self.start(ns, iid)
-                resumed += 1
+            resumed += await self._recover(run)
         return resumed
+
+    async def _recover(self, run: dict[str, Any]) -> int:
+        ns, iid = run["namespace"], run["incident_id"]
+        playbook = Playbook.model_validate_json(run["definition"])
+        inflight = await self.store.rows(
+            "SELECT * FROM steps WHERE namespace = ? AND incident_id = ? "
+            "AND status IN ('started', 'waiting')",
+            (ns, iid),
+        )
+        stop = None
+        for step_row in inflight:
+            if step_row["pgid"] is not None:
+                kill_orphans(int(step_row["pgid"]), step_row["marker"])
+            index = int(step_row["step_index"])
+            if not idempotent(playbook.steps[index]):
+                stop = index
+        now = self.engine.clock.now()
+
+        def change(tx: Tx) -> None:
+            for step_row in inflight:
+                tx.execute(
+                    "UPDATE steps SET status = 'interrupted', ended_at = ? WHERE namespace = ? "
+                    "AND incident_id = ? AND step_index = ? AND attempt = ?",
+                    (ts(now), ns, iid, step_row["step_index"], step_row["attempt"]),
+                )
+                text = f"step {step_row['step_index']} interrupted by a restart"
+                tx.note(ns, iid, now, "step", SERVICE, text)
+            if stop is not None:
+                why = (
+                    f"step {stop} was interrupted by a restart and is not idempotent: not run again"
+                )
+                self._end_run(tx, ns, iid, "needs_attention", now)
+                self.engine._refuse(tx, ns, iid, now, playbook.name, why)
+
+        await self.store.tx(change)
+        await self.engine.flush()
+        if stop is not None:
+            return 0
+        self.start(ns, iid)
+        return 1
 
     # --- one run ----------------------------------------------------------------------------
 
@@ -175,16 +176,8 @@ class Runner:
         for index, step in enumerate(playbook.steps):
             incident = await self.store.incident(ns, iid)
             if incident is None or incident["closed_at"] is not None:
-                async with self.store.tx() as tx:
-                    await self._end_run(tx, ns, iid, "stopped", self.engine.clock.now())
-                    await tx.note(
-                        ns,
-                        iid,
-                        self.engine.clock.now(),
-                        "playbook",
-                        SERVICE,
-                        f"playbook stopped before step {index}: the incident is closed",
-                    )
+                why = f"playbook stopped before step {index}: the incident is closed"
+                await self.store.tx(partial(self._stop, ns, iid, "stopped", why))
                 await self.engine.flush()
                 return
             last = await self.store.one(
@@ -197,30 +190,39 @@ class Runner:
             attempt = 1 if last is None else int(last["attempt"]) + 1
             result = await self._step(ns, iid, playbook, index, step, attempt, values)
             if result.status not in ("succeeded", "dry_run"):
-                async with self.store.tx() as tx:
-                    now = self.engine.clock.now()
-                    await self._end_run(tx, ns, iid, "failed", now)
-                    row = await self.engine._row(tx, ns, iid)
-                    if row["closed_at"] is None and row["status"] != "failed":
-                        why = f"playbook {playbook.name} stopped: step {index} {result.status}"
-                        await self.engine.set_status(tx, row, "failed", SERVICE, why, now)
+                why = f"playbook {playbook.name} stopped: step {index} {result.status}"
+                await self.store.tx(partial(self._stop, ns, iid, "failed", why))
                 await self.engine.flush()
                 return
-        async with self.store.tx() as tx:
+
+        def change(tx: Tx) -> Any:
             now = self.engine.clock.now()
-            await self._end_run(tx, ns, iid, "succeeded", now)
-            row = await self.engine._row(tx, ns, iid)
+            self._end_run(tx, ns, iid, "succeeded", now)
+            row = self.engine._row(tx, ns, iid)
             if self.settings.resolve_on_playbook_success and row["closed_at"] is None:
                 why = f"playbook {playbook.name}: every step succeeded"
-                await self.engine.set_status(tx, row, "resolved", "playbook", why, now)
+                self.engine.set_status(tx, row, "resolved", "playbook", why, now)
+
+        await self.store.tx(change)
         await self.engine.flush()
 
-    async def _end_run(self, tx: Tx, ns: str, iid: str, status: str, now: datetime) -> None:
-        await tx.execute(
+    def _stop(self, ns: str, iid: str, status: str, why: str, tx: Tx) -> None:
+        """End a run early: the incident closed (stopped), or a step failed (failed)."""
+        now = self.engine.clock.now()
+        self._end_run(tx, ns, iid, status, now)
+        if status == "stopped":
+            tx.note(ns, iid, now, "playbook", SERVICE, why)
+            return
+        row = self.engine._row(tx, ns, iid)
+        if row["closed_at"] is None and row["status"] != "failed":
+            self.engine.set_status(tx, row, "failed", SERVICE, why, now)
+
+    def _end_run(self, tx: Tx, ns: str, iid: str, status: str, now: datetime) -> None:
+        tx.execute(
             "UPDATE runs SET status = ?, ended_at = ? WHERE namespace = ? AND incident_id = ?",
             (status, ts(now), ns, iid),
         )
-        await tx.audit(ns, now, SERVICE, f"playbook.{status}", iid)
+        tx.audit(ns, now, SERVICE, f"playbook.{status}", iid)
 
     def _event(
         self,
@@ -274,19 +276,20 @@ class Runner:
         except ParamError as exc:
             argv, failure = (step.action,), self.engine.masked(str(exc))
         now = self.engine.clock.now()
-        async with self.store.tx() as tx:
-            await tx.execute(
+
+        def start(tx: Tx) -> Any:
+            tx.execute(
                 "INSERT INTO steps VALUES (?, ?, ?, ?, 'started', ?, NULL, NULL, NULL, ?)",
                 (ns, iid, index, attempt, ts(now), marker),
             )
-            row = await self.engine._row(tx, ns, iid)
+            row = self.engine._row(tx, ns, iid)
             if row["status"] in ("open", "acknowledged"):
-                await self.engine.set_status(
+                self.engine.set_status(
                     tx, row, "mitigating", SERVICE, f"playbook {playbook.name} running", now
                 )
-            await tx.emit(self._event(ns, iid, playbook.name, index, attempt, step, argv, None))
-            await tx.note(ns, iid, now, "step_started", SERVICE, f"step {index}: {' '.join(argv)}")
-            await tx.audit(
+            tx.emit(self._event(ns, iid, playbook.name, index, attempt, step, argv, None))
+            tx.note(ns, iid, now, "step_started", SERVICE, f"step {index}: {' '.join(argv)}")
+            tx.audit(
                 ns,
                 now,
                 SERVICE,
@@ -294,6 +297,8 @@ class Runner:
                 iid,
                 {"step": str(index), "attempt": str(attempt), "argv": json.dumps(argv)},
             )
+
+        await self.store.tx(start)
         await self.engine.flush()
         if failure is not None:
             result = Result("failed", output=failure)
@@ -309,20 +314,21 @@ class Runner:
             result.duration_s,
         )
         now = self.engine.clock.now()
-        async with self.store.tx() as tx:
-            await tx.execute(
+
+        def end(tx: Tx) -> Any:
+            tx.execute(
                 "UPDATE steps SET status = ?, ended_at = ?, exit_code = ? WHERE namespace = ? "
                 "AND incident_id = ? AND step_index = ? AND attempt = ?",
                 (result.status, ts(now), result.exit_code, ns, iid, index, attempt),
             )
-            await tx.emit(self._event(ns, iid, playbook.name, index, attempt, step, argv, result))
+            tx.emit(self._event(ns, iid, playbook.name, index, attempt, step, argv, result))
             text = f"step {index} {result.status}"
             if result.exit_code is not None:
                 text += f" (exit {result.exit_code})"
             if result.output:
                 text += ":\n" + result.output + ("\n[output truncated]" if result.truncated else "")
-            await tx.note(ns, iid, now, "step_ended", SERVICE, text)
-            await tx.audit(
+            tx.note(ns, iid, now, "step_ended", SERVICE, text)
+            tx.audit(
                 ns,
                 now,
                 SERVICE,
@@ -335,6 +341,8 @@ class Runner:
                     "exit_code": str(result.exit_code),
                 },
             )
+
+        await self.store.tx(end)
         await self.engine.flush()
         return result
 
@@ -401,9 +409,12 @@ class Runner:
             return Result(status, out.exit_code, out.output, out.truncated, out.duration_s)
         if isinstance(step, NotifyStep):
             incident = await self.store.incident(ns, iid)
-            assert incident is not None
-            async with self.store.tx() as tx:
-                await tx.emit(
+            if incident is None:
+                return Result("failed", output=f"incident {iid} is gone")
+            title, severity = incident["title"], incident["severity"]
+
+            def change(tx: Tx) -> Any:
+                tx.emit(
                     NotifyRequested.create(
                         namespace=ns,
                         occurred_at=now,
@@ -412,34 +423,36 @@ class Runner:
                         step_index=index,
                         target=step.target,
                         message=render(step.message, values, secrets)[1],
-                        title=incident["title"],
-                        severity=incident["severity"],
+                        title=title,
+                        severity=severity,
                     )
                 )
-                await tx.audit(ns, now, SERVICE, "notify.requested", iid, {"target": step.target})
+                tx.audit(ns, now, SERVICE, "notify.requested", iid, {"target": step.target})
+
+            await self.store.tx(change)
             await self.engine.flush()
             return Result("succeeded", 0, f"notification to {step.target} requested")
         if isinstance(step, TicketStep):
             incident = await self.store.incident(ns, iid)
-            assert incident is not None
-            async with self.store.tx() as tx:
-                ticket = await self.engine._ticket(
-                    tx,
-                    ns,
-                    iid,
-                    now,
-                    f"step-{index}",
-                    render(step.summary, values, secrets)[1],
-                    incident["severity"],
-                    labels=json.loads(incident["labels"]),
+            if incident is None:
+                return Result("failed", output=f"incident {iid} is gone")
+            severity, labels = incident["severity"], json.loads(incident["labels"])
+            summary = render(step.summary, values, secrets)[1]
+
+            def file(tx: Tx) -> TicketFiled:
+                return self.engine._ticket(
+                    tx, ns, iid, now, f"step-{index}", summary, severity, labels=labels
                 )
+
+            ticket = await self.store.tx(file)
             await self.engine.flush()
             await self.post_ticket(ticket.model_dump(mode="json"))
             return Result("succeeded", 0, f"ticket {ticket.ticket_id} filed")
         if isinstance(step, ScaleStep | PauseQueueStep | ResumeQueueStep):
-            async with self.store.tx() as tx:
+
+            def request(tx: Tx) -> Any:
                 if isinstance(step, ScaleStep):
-                    await tx.emit(
+                    tx.emit(
                         ScaleRequested.create(
                             namespace=ns,
                             occurred_at=now,
@@ -452,7 +465,7 @@ class Runner:
                     )
                 else:
                     control = "pause" if isinstance(step, PauseQueueStep) else "resume"
-                    await tx.emit(
+                    tx.emit(
                         QueueControlRequested.create(
                             namespace=ns,
                             occurred_at=now,
@@ -463,7 +476,9 @@ class Runner:
                             control=control,
                         )
                     )
-                await tx.audit(ns, now, SERVICE, f"playbook.{step.action}_requested", iid)
+                tx.audit(ns, now, SERVICE, f"playbook.{step.action}_requested", iid)
+
+            await self.store.tx(request)
             await self.engine.flush()
             return Result("succeeded", 0, f"{step.action} requested")
         if isinstance(step, ApproveStep):

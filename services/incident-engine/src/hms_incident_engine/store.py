@@ -5,25 +5,33 @@ outbox of events to publish.
 Every change happens in one transaction with its audit records and its outgoing events (the
 outbox), so a crash leaves either all of it or none; the outbox is published afterwards with
 deterministic ids (JetStream dedupes a re-publish after a crash).
+
+A transaction is a plain function run on the store's one SQLite thread: a batch of alerts is one
+hop off the event loop, not one per statement, and the transactions waiting together share one
+COMMIT (group commit: one fsync for many).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-import aiosqlite
 from hms_contracts import AuditRecorded
 from hms_contracts.auditverify import verify_chain
 from hms_contracts.bus import BusEvent
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS seen (
@@ -125,61 +133,174 @@ def ts(at: datetime) -> str:
     return at.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+class _Job:
+    """A function for the store's thread, and where its result goes."""
+
+    __slots__ = ("fn", "future", "loop", "writes")
+
+    def __init__(
+        self,
+        fn: Callable[[], Any],
+        future: asyncio.Future[Any],
+        loop: asyncio.AbstractEventLoop,
+        writes: bool,
+    ) -> None:
+        self.fn = fn
+        self.future = future
+        self.loop = loop
+        self.writes = writes
+
+    def settle(self, result: Any = None, error: BaseException | None = None) -> None:
+        def set_it() -> None:
+            if self.future.done():
+                return
+            if error is not None:
+                self.future.set_exception(error)
+            else:
+                self.future.set_result(result)
+
+        self.loop.call_soon_threadsafe(set_it)
+
+
 class Store:
-    """The SQLite file, opened on first use. Changes go through :meth:`tx`."""
+    """The SQLite file, used from one thread of its own: changes go through :meth:`tx` (a
+    function given a :class:`Tx`), reads through :meth:`rows`.
+
+    Group commit: the transactions waiting when the thread is free run together, each in a
+    savepoint of its own (one that raises is rolled back alone), under one COMMIT (one fsync);
+    each caller's result is handed back only after that COMMIT.
+    """
+
+    MAX_GROUP = 256
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db: aiosqlite.Connection | None = None
+        self._db: sqlite3.Connection | None = None
         self._tails: dict[str, AuditRecorded] = {}
-        # one connection: transactions take turns (a statement of another task would join one)
-        self._lock = asyncio.Lock()
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        #: outbox rows up to here are on the bus; deleted with the next group's transaction
+        self.published_upto = 0
+        self._deleted_upto = 0
 
-    async def db(self) -> aiosqlite.Connection:
+    def _connection(self) -> sqlite3.Connection:
         if self._db is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = await aiosqlite.connect(self.path, isolation_level=None)
-            db.row_factory = aiosqlite.Row
-            await db.execute("PRAGMA journal_mode=WAL")
-            await db.execute("PRAGMA synchronous=FULL")
-            await db.executescript(_SCHEMA)
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(_SCHEMA)
             self._db = db
         return self._db
 
-    async def close(self) -> None:
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                break
+            group = [job]
+            while len(group) < self.MAX_GROUP:
+                try:
+                    more = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._jobs.put(None)  # stop after this group
+                    break
+                group.append(more)
+            self._run_group(group)
         if self._db is not None:
-            await self._db.close()
+            self._db.close()
             self._db = None
 
-    @asynccontextmanager
-    async def tx(self) -> AsyncIterator[Tx]:
-        """One transaction; committed when the block ends, rolled back on an error."""
-        db = await self.db()
-        async with self._lock:
-            await db.execute("BEGIN IMMEDIATE")
-            tx = Tx(self, db)
-            try:
-                yield tx
-            except BaseException:
-                await db.execute("ROLLBACK")
-                raise
-            await db.execute("COMMIT")
+    def _run_group(self, group: list[_Job]) -> None:
+        try:
+            db = self._connection()
+        except BaseException as exc:
+            for job in group:
+                job.settle(error=exc)
+            return
+        outcomes: list[tuple[_Job, Any, BaseException | None]] = []
+        writes = any(job.writes for job in group)
+        try:
+            if writes:
+                db.execute("BEGIN IMMEDIATE")
+                upto = self.published_upto
+                if upto > self._deleted_upto:
+                    db.execute("DELETE FROM outbox WHERE seq <= ?", (upto,))
+            for job in group:
+                if job.writes:
+                    db.execute("SAVEPOINT job")
+                try:
+                    result = job.fn()
+                except BaseException as exc:
+                    if job.writes:
+                        db.execute("ROLLBACK TO job")
+                        db.execute("RELEASE job")
+                    outcomes.append((job, None, exc))
+                    continue
+                if job.writes:
+                    db.execute("RELEASE job")
+                outcomes.append((job, result, None))
+            if writes:
+                db.execute("COMMIT")
+                self._deleted_upto = max(self._deleted_upto, upto)
+        except BaseException as exc:
+            log.exception("the incident store could not commit")
+            with contextlib.suppress(Exception):
+                db.execute("ROLLBACK")
+            self._tails.clear()  # some may have moved on in the rolled-back group
+            for job in group:
+                job.settle(error=exc)
+            return
+        for job, result, error in outcomes:
+            job.settle(result, error)
+
+    async def _on_thread(self, fn: Callable[[], T], *, writes: bool = False) -> T:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name="incident-store", daemon=True)
+            self._thread.start()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._jobs.put(_Job(fn, future, loop, writes))
+        return await future
+
+    async def close(self) -> None:
+        if self._thread is not None:
+            self._jobs.put(None)
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+
+    async def tx(self, change: Callable[[Tx], T]) -> T:
+        """Run ``change`` in a transaction (a savepoint of the group's): its result once
+        committed; its exception, with its changes rolled back, when it raises."""
+
+        def run() -> T:
+            tx = Tx(self, self._connection())
+            result = change(tx)
+            # later transactions of the group chain onto these records
             self._tails.update(tx.tails)
+            return result
+
+        return await self._on_thread(run, writes=True)
 
     async def write(self, sql: str, args: Sequence[Any] = ()) -> None:
         """One statement in a transaction of its own."""
-        async with self.tx() as tx:
-            await tx.execute(sql, args)
+        await self.tx(lambda tx: tx.execute(sql, args))
 
-    async def tail(self, namespace: str) -> AuditRecorded | None:
+    def tail(self, namespace: str) -> AuditRecorded | None:
+        """The namespace's last audit record (on the store's thread)."""
         if namespace in self._tails:
             return self._tails[namespace]
-        db = await self.db()
-        async with db.execute(
-            "SELECT body FROM audit WHERE namespace = ? ORDER BY sequence DESC LIMIT 1",
-            (namespace,),
-        ) as cur:
-            row = await cur.fetchone()
+        row = (
+            self._connection()
+            .execute(
+                "SELECT body FROM audit WHERE namespace = ? ORDER BY sequence DESC LIMIT 1",
+                (namespace,),
+            )
+            .fetchone()
+        )
         if row is None:
             return None
         # a record that no longer validates (tampered) still anchors the next one
@@ -190,9 +311,10 @@ class Store:
     # --- reading ----------------------------------------------------------------------------
 
     async def rows(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        db = await self.db()
-        async with db.execute(sql, tuple(args)) as cur:
-            return [dict(r) async for r in cur]
+        def read() -> list[dict[str, Any]]:
+            return [dict(r) for r in self._connection().execute(sql, tuple(args))]
+
+        return await self._on_thread(read)
 
     async def one(self, sql: str, args: Sequence[Any] = ()) -> dict[str, Any] | None:
         found = await self.rows(sql, args)
@@ -212,10 +334,14 @@ class Store:
         )
 
     async def outbox(self, limit: int = 1000) -> list[dict[str, Any]]:
-        return await self.rows("SELECT * FROM outbox ORDER BY seq LIMIT ?", (limit,))
+        """Events not yet on the bus, in order."""
+        return await self.rows(
+            "SELECT * FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?", (self.published_upto, limit)
+        )
 
-    async def drop_outbox(self, upto: int) -> None:
-        await self.write("DELETE FROM outbox WHERE seq <= ?", (upto,))
+    def published(self, upto: int) -> None:
+        """Rows up to ``upto`` are on the bus (a re-publish after a crash dedupes by id)."""
+        self.published_upto = max(self.published_upto, upto)
 
     async def audit_records(
         self, namespace: str, after: int = 0, limit: int = 1000
@@ -229,56 +355,54 @@ class Store:
 
     async def verify_audit(self, namespace: str) -> tuple[int, str | None]:
         """Walk the namespace's chain: records checked, and the first broken one (or None)."""
-        db = await self.db()
-        checked = 0
-        async with db.execute(
+        records: list[dict[str, Any]] = []
+        for row in await self.rows(
             "SELECT sequence, hash, body FROM audit WHERE namespace = ? ORDER BY sequence",
             (namespace,),
-        ) as cur:
-            records: list[dict[str, Any]] = []
-            async for row in cur:
-                body = json.loads(row["body"])
-                if body.get("hash") != row["hash"] or body.get("sequence") != row["sequence"]:
-                    body = {**body, "hash": "stored hash differs from the record's"}
-                records.append(body)
-        checked, broken = verify_chain(records)
-        return checked, broken
+        ):
+            body = json.loads(row["body"])
+            if body.get("hash") != row["hash"] or body.get("sequence") != row["sequence"]:
+                body = {**body, "hash": "stored hash differs from the record's"}
+            records.append(body)
+        return verify_chain(records)
 
 
 class Tx:
-    """What one transaction may do: changes, audit records, events to publish."""
+    """What one transaction may do (on the store's thread): changes, audit records, events to
+    publish."""
 
-    def __init__(self, store: Store, db: aiosqlite.Connection) -> None:
+    def __init__(self, store: Store, db: sqlite3.Connection) -> None:
         self.store = store
         self.db = db
         self.tails: dict[str, AuditRecorded] = {}
 
-    async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
-        cur = await self.db.execute(sql, tuple(args))
-        count = cur.rowcount
-        await cur.close()
-        return count
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        return self.db.execute(sql, tuple(args)).rowcount
 
-    async def first_time(self, event_id: str) -> bool:
+    def one(self, sql: str, args: Sequence[Any] = ()) -> dict[str, Any] | None:
+        row = self.db.execute(sql, tuple(args)).fetchone()
+        return None if row is None else dict(row)
+
+    def first_time(self, event_id: str) -> bool:
         """Record a delivery; False when it was handled before."""
-        return await self.execute("INSERT OR IGNORE INTO seen VALUES (?)", (event_id,)) == 1
+        return self.execute("INSERT OR IGNORE INTO seen VALUES (?)", (event_id,)) == 1
 
-    async def emit(self, event: BusEvent) -> None:
-        await self.execute(
+    def emit(self, event: BusEvent) -> None:
+        self.execute(
             "INSERT INTO outbox (event_id, subject, body) VALUES (?, ?, ?)",
             (event.event_id, event.subject(), event.model_dump_json()),
         )
 
-    async def note(
+    def note(
         self, namespace: str, incident_id: str, at: datetime, what: str, actor: str, text: str
     ) -> None:
-        await self.execute(
+        self.execute(
             "INSERT INTO timeline (namespace, incident_id, at, what, actor, text) "
             "VALUES (?, ?, ?, ?, ?, ?)",
             (namespace, incident_id, ts(at), what, actor, text),
         )
 
-    async def audit(
+    def audit(
         self,
         namespace: str,
         at: datetime,
@@ -288,7 +412,7 @@ class Tx:
         detail: Mapping[str, str] | None = None,
     ) -> AuditRecorded:
         """Append a record to the namespace's chain (and to the outbox)."""
-        previous = self.tails.get(namespace) or await self.store.tail(namespace)
+        previous = self.tails.get(namespace) or self.store.tail(namespace)
         record = AuditRecorded.chain(
             previous,
             namespace=namespace,
@@ -298,10 +422,10 @@ class Tx:
             target=target,
             detail=dict(detail or {}),
         )
-        await self.execute(
+        self.execute(
             "INSERT INTO audit VALUES (?, ?, ?, ?)",
             (namespace, record.sequence, record.hash, record.model_dump_json()),
         )
-        await self.emit(record)
+        self.emit(record)
         self.tails[namespace] = record
         return record

@@ -31,6 +31,14 @@ steps:
   - kubectl rollout undo deploy/benefits-api
   - notify oncall 'Rollback complete'
 ---
+kind: playbook
+namespace: {NS}
+name: restart
+params:
+  pod: {{type: name}}
+steps:
+  - kubectl --token={{{{secret.kube}}}} delete pod {{{{pod}}}}
+---
 kind: alert
 namespace: {NS}
 name: api_latency_p99_high
@@ -122,6 +130,19 @@ async def test_a_responder_and_an_auditor_use_the_cli(
     missing = await cli(paths, "incidents", "ack", "inc-nope", "-n", NS)
     assert missing.returncode == 2
     assert "no incident 'inc-nope'" in missing.stderr
+
+    rendered = await cli(paths, "incidents", "playbook", "rollback", "-n", NS, "--dry-run")
+    assert rendered.stdout.splitlines() == [
+        '0: ["kubectl", "rollout", "undo", "deploy/benefits-api"]',
+        '1: ["notify", "oncall", "Rollback complete"]',
+    ]
+    args = ("incidents", "playbook", "restart", "-n", NS, "--dry-run", "-l")
+    rendered = await cli(paths, *args, "pod=api-7d4b9")
+    assert rendered.stdout == '0: ["kubectl", "--token=********", "delete", "pod", "api-7d4b9"]\n'
+    refused = await cli(paths, *args, "pod=x; touch PWNED")
+    assert refused.returncode == 1
+    assert "parameter 'pod'" in refused.stderr
+    assert "nothing would run" in refused.stderr
 
     added = await cli(
         paths,

@@ -19,7 +19,8 @@ from typing import Annotated, Any
 import typer
 from hms_contracts import subjects
 from hms_contracts.auditverify import verify_chain
-from hms_contracts.config import Silence, parse_duration
+from hms_contracts.config import Playbook, Silence, parse_duration
+from hms_contracts.config.incidents import MASK, ParamError, render_step, resolve_params
 from rich.console import Console
 
 from .applycli import StateDir, on_registry
@@ -71,6 +72,16 @@ def _run(paths: StatePaths, namespace: str, verb: str, body: dict[str, Any]) -> 
     except (EngineError, StackError) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
+
+
+class _AnySecret(dict[str, str]):
+    """Every secret name is known and shows as the mask (a dry run knows no secret)."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __missing__(self, key: str) -> str:
+        return MASK
 
 
 def _actor(actor: str | None) -> str:
@@ -167,6 +178,51 @@ def register(app: typer.Typer, state_paths: Callable[[Path | None], StatePaths])
         body = {"incident_id": incident_id, "actor": _actor(actor)}
         found = _run(state_paths(state_dir), namespace, "approve", body)
         print(f"{incident_id}: step {found['step']} approved")
+
+    @incidents.command("playbook")
+    def playbook(
+        name: Annotated[str, typer.Argument(help="The playbook's name.")],
+        namespace: NamespaceOpt,
+        label: Annotated[
+            list[str] | None,
+            typer.Option("--label", "-l", help="An alert label, name=value (repeatable)."),
+        ] = None,
+        dry_run: Annotated[
+            bool, typer.Option("--dry-run", help="Render the steps; run nothing (required).")
+        ] = False,
+        state_dir: StateDir = None,
+    ) -> None:
+        """Render a playbook's steps for an alert's labels, exactly as the engine would run
+        them (parameters checked, secrets masked), without running anything."""
+        if not dry_run:
+            err.print(
+                "[red]error:[/] playbooks run when their alert fires; "
+                "pass --dry-run to see what would run"
+            )
+            raise typer.Exit(2)
+        labels: dict[str, str] = {}
+        for item in label or []:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                err.print(f"[red]error:[/] --label {item!r}: expected name=value")
+                raise typer.Exit(2)
+            labels[key] = value
+
+        async def read(store: ConfigStore) -> Playbook:
+            found = await store.get(namespace, "playbook", name)
+            if found is None or not isinstance(found.object, Playbook):
+                raise InvalidObject(f"no playbook {name!r} in namespace {namespace!r}")
+            return found.object
+
+        pb = on_registry(state_paths(state_dir), read)
+        try:
+            values = resolve_params(pb.params, labels)
+            steps = [render_step(step, values, _AnySecret()) for step in pb.steps]
+        except ParamError as exc:
+            err.print(f"[red]refused:[/] {exc}; nothing would run")
+            raise typer.Exit(1) from None
+        for i, argv in enumerate(steps):
+            print(f"{i}: {json.dumps(list(argv))}")
 
     @silences.command("add")
     def add(

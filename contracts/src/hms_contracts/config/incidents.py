@@ -20,6 +20,17 @@ from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Fiel
 from hms_contracts.fields import LabelName, Text
 
 from .base import ConfigObject, kind
+from .steps import (
+    ApproveStep,
+    NotifyStep,
+    PauseQueueStep,
+    ResumeQueueStep,
+    RunStep,
+    ScaleStep,
+    Step,
+    TicketStep,
+    WebhookStep,
+)
 
 PLACEHOLDER = re.compile(r"\{\{\s*(secret\.)?([A-Za-z_][A-Za-z0-9_]{0,63})\s*\}\}")
 """``{{ name }}`` (a parameter) or ``{{ secret.NAME }}`` (a secret, by name)."""
@@ -135,6 +146,29 @@ def render(text: str, values: Mapping[str, str], secrets: Mapping[str, str]) -> 
         return PLACEHOLDER.sub(one, text)
 
     return fill(False), fill(True)
+
+
+def render_step(
+    step: Step, values: Mapping[str, str], secrets: Mapping[str, str]
+) -> tuple[str, ...]:
+    """A step as it will run and be recorded: its argv (or the built-in verb and its
+    arguments) with parameters filled in and secrets masked. ParamError when a name is
+    missing. ``--dry-run`` prints this."""
+    if isinstance(step, RunStep):
+        return tuple(render(a, values, secrets)[1] for a in step.argv)
+    if isinstance(step, NotifyStep):
+        return ("notify", step.target, render(step.message, values, secrets)[1])
+    if isinstance(step, TicketStep):
+        return ("ticket", render(step.summary, values, secrets)[1])
+    if isinstance(step, ScaleStep):
+        return ("scale", step.pool, str(step.replicas))
+    if isinstance(step, PauseQueueStep | ResumeQueueStep):
+        return (step.action, step.queue)
+    if isinstance(step, ApproveStep):
+        return ("approval", step.prompt)
+    if isinstance(step, WebhookStep):
+        return ("webhook", step.url)
+    return ("python", step.function)
 
 
 def mask(text: str, secrets: Mapping[str, str] | list[str] | tuple[str, ...]) -> str:

@@ -30,7 +30,7 @@ from hms_contracts.config import (
     TicketStep,
     WebhookStep,
 )
-from hms_contracts.config.incidents import ParamError, render
+from hms_contracts.config.incidents import ParamError, render, render_step
 from hms_contracts.incidents import NotifyRequested, StepAction
 
 from .core import SERVICE
@@ -58,25 +58,6 @@ def idempotent(step: Step) -> bool:
     if isinstance(step, RunStep | WebhookStep | PythonStep):
         return step.idempotent
     return True
-
-
-def shown(step: Step, values: dict[str, str], secrets: dict[str, str]) -> tuple[str, ...]:
-    """The step as recorded: argv (or the built-in verb and its arguments), secrets masked."""
-    if isinstance(step, RunStep):
-        return tuple(render(a, values, secrets)[1] for a in step.argv)
-    if isinstance(step, NotifyStep):
-        return ("notify", step.target, render(step.message, values, secrets)[1])
-    if isinstance(step, TicketStep):
-        return ("ticket", render(step.summary, values, secrets)[1])
-    if isinstance(step, ScaleStep):
-        return ("scale", step.pool, str(step.replicas))
-    if isinstance(step, PauseQueueStep | ResumeQueueStep):
-        return (step.action, step.queue)
-    if isinstance(step, ApproveStep):
-        return ("approval", step.prompt)
-    if isinstance(step, WebhookStep):
-        return ("webhook", step.url)
-    return ("python", step.function)
 
 
 class Runner:
@@ -272,7 +253,7 @@ class Runner:
         marker = f"{iid}.{index}.{attempt}"
         failure: str | None = None
         try:
-            argv = shown(step, values, secrets)
+            argv = render_step(step, values, secrets)
         except ParamError as exc:
             argv, failure = (step.action,), self.engine.masked(str(exc))
         now = self.engine.clock.now()

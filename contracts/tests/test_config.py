@@ -20,6 +20,7 @@ from hms_contracts.config import (
     ScalePolicy,
     ScaleStep,
     ScrapeTarget,
+    Silence,
     Slo,
     config_key,
     parse_duration,
@@ -165,6 +166,10 @@ def test_every_kind_reads_back_its_own_document() -> None:
         # escalation: an on-call schedule and a policy paging it
         parse_object(ONCALL_SCHEDULE),
         parse_object(ESCALATION_POLICY),
+        Silence.model_validate(
+            {"namespace": NS, "name": "m", "matchers": ['service="api"'], "author": "a"}
+            | {"reason": "maintenance", "ends_at": "2030-01-01T00:00:00Z"}
+        ),
     ]
     assert {type(o).kind for o in objects} == set(KINDS)
     for obj in objects:

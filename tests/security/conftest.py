@@ -78,6 +78,10 @@ CONFIG_SEED: dict[str, bytes] = {
             | {"timezone": "America/New_York"}
         ),
         parse_object(
+            {"kind": "silence", "namespace": "acme", "name": "window", "matchers": ['a="b"']}
+            | {"author": "ops", "reason": "maintenance", "ends_at": "2030-01-01T00:00:00Z"}
+        ),
+        parse_object(
             {"kind": "escalation_policy", "namespace": "acme", "name": "default"}
             | {"levels": [{"targets": ["schedule:primary"], "delay": "10m"}]}
         ),

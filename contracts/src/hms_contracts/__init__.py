@@ -23,6 +23,10 @@ from .incidents import (
     IncidentStatus,
     IncidentStepRan,
     IncidentUpdated,
+    NotifyRequested,
+    QueueControlRequested,
+    ScaleRequested,
+    TicketFiled,
 )
 from .metrics import MetricSample, MetricSampleBatch
 from .runs import (
@@ -62,7 +66,9 @@ __all__ = [
     "MetricSample",
     "MetricSampleBatch",
     "Namespace",
+    "NotifyRequested",
     "Operator",
+    "QueueControlRequested",
     "RunCompleted",
     "RunDeadLettered",
     "RunFailed",
@@ -70,10 +76,12 @@ __all__ = [
     "RunScheduled",
     "RunStarted",
     "ScaleDecided",
+    "ScaleRequested",
     "ServiceHeartbeat",
     "SlaBreached",
     "SloStatusReported",
     "SubjectError",
+    "TicketFiled",
     "WorkItem",
     "decode",
     "deterministic_id",

@@ -21,6 +21,10 @@ from .incidents import (
     IncidentOpened,
     IncidentStepRan,
     IncidentUpdated,
+    NotifyRequested,
+    QueueControlRequested,
+    ScaleRequested,
+    TicketFiled,
 )
 from .metrics import MetricSampleBatch
 from .runs import (
@@ -47,6 +51,10 @@ CATALOGUE: tuple[type[BusEvent], ...] = (
     IncidentEscalated,
     IncidentClosed,
     EscalationFailed,
+    NotifyRequested,
+    TicketFiled,
+    ScaleRequested,
+    QueueControlRequested,
     RunScheduled,
     RunStarted,
     RunProgressed,

@@ -1,4 +1,9 @@
-"""Incident lifecycle events: opened, updated, a playbook step ran, escalated, closed."""
+"""Incident lifecycle events: opened, updated, a playbook step, escalated, closed; and the
+requests a playbook makes of others: notify, ticket, scale, pause or resume a queue.
+
+Subjects: ``ops.incident.<ns>.opened|updated|step|escalated|notify|ticket|scale|queue`` and
+``incident.closed.<ns>``.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,25 @@ from pydantic import AwareDatetime, Field, model_validator
 
 from . import subjects
 from .bus import BusEvent
-from .fields import Fingerprint, Labels, LongText, NonNegative, Severity, Slug, Text
+from .fields import Fingerprint, Labels, LongText, NonNegative, Severity, Slug, Text, Token
 from .subjects import Family
 
-IncidentStatus = Literal["open", "acknowledged", "mitigating", "monitoring"]
+IncidentStatus = Literal[
+    "open", "acknowledged", "mitigating", "resolved", "failed", "needs_attention"
+]
+"""open -> acknowledged -> mitigating -> resolved | failed | needs_attention."""
+
+StepAction = Literal[
+    "run",
+    "notify",
+    "ticket",
+    "scale",
+    "pause_queue",
+    "resume_queue",
+    "approval",
+    "webhook",
+    "python",
+]
 
 
 class _IncidentFacts(BusEvent):
@@ -61,18 +81,22 @@ class IncidentUpdated(_IncidentFacts):
 
 
 class IncidentStepRan(_IncidentFacts):
-    """A playbook step ran as an argv list (no shell), with capped output."""
+    """A playbook step started or ended; a command runs as an argv list (no shell), with
+    capped output."""
 
-    event_type: ClassVar[str | None] = "step_ran"
+    event_type: ClassVar[str | None] = "step"
 
     playbook: Slug = Field(description="Playbook the step belongs to")
     step_index: int = Field(ge=0, description="Position of the step in the playbook, from 0")
     attempt: int = Field(default=1, ge=1, description="Attempt of this step, 1 for the first")
+    action: StepAction = Field(default="run", description="Kind of step")
     argv: tuple[Text, ...] = Field(
-        min_length=1, description="Program and arguments as run, secrets masked"
+        min_length=1,
+        description="Program and arguments as run (or the step as written), secrets masked",
     )
-    status: Literal["succeeded", "failed", "timed_out", "skipped"] = Field(
-        description="succeeded (exit 0), failed, timed_out (killed) or skipped"
+    status: Literal["started", "succeeded", "failed", "timed_out", "skipped", "dry_run"] = Field(
+        description="started, then succeeded (exit 0), failed, timed_out (killed), skipped "
+        "or dry_run (rendered, not run)"
     )
     exit_code: int | None = Field(
         default=None, description="Exit status; None when the step did not exit by itself"
@@ -88,8 +112,9 @@ class IncidentStepRan(_IncidentFacts):
         return self
 
     def natural_key(self) -> tuple[object, ...]:
-        """One result per step attempt."""
-        key = (self.incident_id, self.event_type, self.step_index, self.attempt)
+        """One start and one result per step attempt."""
+        phase = "started" if self.status == "started" else "ended"
+        key = (self.incident_id, self.event_type, self.step_index, self.attempt, phase)
         return (self.namespace, "incident", *key)
 
 
@@ -117,9 +142,11 @@ class IncidentClosed(BusEvent):
     family: ClassVar[Family] = subjects.INCIDENT_CLOSED
 
     incident_id: Slug = Field(description="Id of the incident")
-    resolution: Literal["resolved", "auto_resolved", "false_positive", "duplicate"] = Field(
-        description="resolved (by people or a playbook), auto_resolved (the alert cleared), "
-        "false_positive or duplicate"
+    resolution: Literal["resolved", "auto_resolved", "false_positive", "duplicate", "failed"] = (
+        Field(
+            description="resolved (by people or a playbook), auto_resolved (the alert cleared), "
+            "false_positive, duplicate, or failed (closed with its mitigation failed)"
+        )
     )
     summary: Text | None = Field(default=None, description="How it ended, for the timeline")
     closed_by: Text = Field(description="Who closed it: a user, or a service name")
@@ -128,3 +155,63 @@ class IncidentClosed(BusEvent):
     def natural_key(self) -> tuple[object, ...]:
         """An incident closes once."""
         return (self.namespace, "incident", self.incident_id, "closed")
+
+
+class _PlaybookRequest(_IncidentFacts):
+    playbook: Slug = Field(description="Playbook whose step asks")
+    step_index: int = Field(ge=0, description="Position of the step in the playbook, from 0")
+
+    def natural_key(self) -> tuple[object, ...]:
+        """One request per incident and step (a re-run of the step dedupes)."""
+        return (self.namespace, "incident", self.incident_id, self.event_type, self.step_index)
+
+
+class NotifyRequested(_PlaybookRequest):
+    """A playbook's ``notify`` step asks for a message to reach people; the escalation code
+    delivers it (e-mail through the escalation policy). Published on
+    ``ops.incident.<ns>.notify``."""
+
+    event_type: ClassVar[str | None] = "notify"
+
+    target: Text = Field(description="Who: an on-call rota, a policy or a person, e.g. oncall")
+    message: Text = Field(description="What to tell them, secrets masked")
+    title: Text = Field(description="The incident's title, for the subject line")
+    severity: Severity = Field(description="The incident's severity")
+
+
+class TicketFiled(_IncidentFacts):
+    """A human-in-the-loop ticket for any ticketing system to take (also POSTed to the
+    ticket webhook when one is set). Published on ``ops.incident.<ns>.ticket``."""
+
+    event_type: ClassVar[str | None] = "ticket"
+
+    ticket_id: Slug = Field(description="Stable id of the ticket: <incident_id>.<source>")
+    summary: Text = Field(description="One line for the ticket")
+    detail: LongText = Field(default="", description="What happened and what was done, masked")
+    severity: Severity = Field(description="The incident's severity")
+    source: Slug = Field(description="What filed it: step-<n>, sla_breach, needs_attention")
+    labels: Labels = Field(default_factory=dict, description="The incident's labels")
+
+    def natural_key(self) -> tuple[object, ...]:
+        """One ticket per id."""
+        return (self.namespace, "incident", self.incident_id, self.event_type, self.ticket_id)
+
+
+class ScaleRequested(_PlaybookRequest):
+    """A playbook's ``scale`` step asks the autoscaler to set a pool's size. Published on
+    ``ops.incident.<ns>.scale``."""
+
+    event_type: ClassVar[str | None] = "scale"
+
+    pool: Token = Field(description="Worker pool to scale")
+    replicas: int = Field(ge=0, le=10_000, description="Workers it should run")
+
+
+class QueueControlRequested(_PlaybookRequest):
+    """A playbook's ``pause_queue`` or ``resume_queue`` step asks the workers to stop or start
+    handing out a queue's work. Published on ``ops.incident.<ns>.queue``."""
+
+    event_type: ClassVar[str | None] = "queue"
+
+    queue: Token = Field(description="Work queue")
+    control: Literal["pause", "resume"] = Field(description="pause or resume")

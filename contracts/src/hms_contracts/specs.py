@@ -35,6 +35,8 @@ class StreamSpec(_Spec):
     )
     discard: Literal["old", "new"] = Field(default="old", description="What goes when full")
     replicas: int = Field(default=1, ge=1, le=5, description="Replicas (3 in a cluster)")
+    deny_delete: bool = Field(default=False, description="Refuse deleting single messages")
+    deny_purge: bool = Field(default=False, description="Refuse purging the stream")
     description: str = Field(default="", description="What the stream holds")
 
     @model_validator(mode="after")
@@ -133,7 +135,9 @@ AUDIT = StreamSpec(
     subjects=(s.AUDIT.wildcard(),),
     max_age_s=0,
     discard="new",
-    description="Tamper-evident audit records (hash chained), kept forever",
+    deny_delete=True,
+    deny_purge=True,
+    description="Tamper-evident audit records (hash chained), kept forever; deletes refused",
 )
 SCALE = StreamSpec(
     name="SCALE",

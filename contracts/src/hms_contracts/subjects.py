@@ -92,6 +92,19 @@ a MetricQueryResult by the metrics-collector (so a namespace's clients may ask a
 #: request/reply: the autoscaler's leader answers with every pool's state (``hms-ops scale
 #: status``); outside the ``ops.scale`` family, so no stream captures the requests
 SCALE_STATUS = "ops.scale_status.pools"
+INCIDENT_COMMAND = Family("ops.incident_cmd", 1)
+"""Requests the incident engine answers (core request/reply, never stored):
+``ops.incident_cmd.<ns>.<verb>``, verbs in :data:`INCIDENT_VERBS`. Not an event family."""
+
+INCIDENT_VERBS: tuple[str, ...] = (
+    "list",
+    "show",
+    "ack",
+    "resolve",
+    "approve",
+    "audit_verify",
+    "audit_export",
+)
 
 DLQ_PREFIX = "dlq"
 DLQ_ALL = f"{DLQ_PREFIX}.>"

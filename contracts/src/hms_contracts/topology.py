@@ -133,7 +133,8 @@ SERVICES: tuple[ServiceSpec, ...] = (
             s.AUDIT.wildcard(),
             s.ALERT.wildcard(),  # escalation: a notification not sent in time raises an alert
         ),
-        config_kinds=("playbook", "alert", "escalation_policy", "oncall_schedule"),
+        serves=(s.INCIDENT_COMMAND.wildcard(),),
+        config_kinds=("playbook", "alert", "silence", "escalation_policy", "oncall_schedule"),
     ),
     ServiceSpec(
         name="console",
@@ -327,6 +328,7 @@ def namespace_permissions(
         f"$JS.API.DIRECT.GET.{kv_stream}.{own_keys}",
         f"$JS.API.CONSUMER.CREATE.{kv_stream}.*.{own_keys}",
         f"$JS.FC.{kv_stream}.>",
+        s.INCIDENT_COMMAND.wildcard(ns),  # incidents list|show|ack|resolve, audit verify
     ]
     for durable in durables:
         for feed, (stream, name) in durable_consumers(ns, durable).items():

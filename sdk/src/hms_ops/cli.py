@@ -14,6 +14,7 @@ from rich.table import Table
 
 from .applycli import register as register_registry_commands
 from .errors import StackError
+from .incidentscli import register as register_incident_commands
 from .jobscli import register as register_jobs_commands
 from .metricscli import register as register_metrics_commands
 from .oncallcli import register as register_oncall_commands
@@ -116,6 +117,7 @@ register_jobs_commands(app, state_paths)
 register_metrics_commands(app, state_paths)
 register_scale_commands(app, state_paths)
 register_oncall_commands(app, state_paths)
+register_incident_commands(app, state_paths)
 
 
 def _add_commands() -> None:

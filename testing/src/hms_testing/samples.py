@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import hms_contracts as ev
+import hms_contracts.incidents as inc
 from hms_contracts import AlertFiring
 from hms_contracts.bus import BusEvent
 
@@ -125,6 +126,30 @@ def all_events() -> list[BusEvent]:
                 due_at=T0,
                 retrying=True,
             )
+        ),
+        inc.NotifyRequested.create(
+            **_incident(
+                playbook="rollback",
+                step_index=1,
+                target="oncall",
+                message="Rollback complete",
+                title="API latency high",
+                severity="critical",
+            )
+        ),
+        inc.TicketFiled.create(
+            **_incident(
+                ticket_id="inc-1.sla_breach",
+                summary="ssa_re_score missed its deadline",
+                severity="critical",
+                source="sla_breach",
+            )
+        ),
+        inc.ScaleRequested.create(
+            **_incident(playbook="rollback", step_index=2, pool="worker_pool", replicas=5)
+        ),
+        inc.QueueControlRequested.create(
+            **_incident(playbook="rollback", step_index=3, queue="ssa_re_score_q", control="pause")
         ),
         ev.RunScheduled.create(
             **_run(

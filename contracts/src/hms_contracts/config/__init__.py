@@ -17,6 +17,7 @@ from .base import (
     split_key,
 )
 from .escalation import EscalationPolicy, Level, OncallSchedule, Override, Rotation
+from .incidents import Param, Silence
 from .jobs import Job
 from .objects import Alert, Condition, Metric, Playbook
 from .rules import Matcher
@@ -27,11 +28,13 @@ from .steps import (
     ApproveStep,
     NotifyStep,
     PauseQueueStep,
+    PythonStep,
     ResumeQueueStep,
     RunStep,
     ScaleStep,
     Step,
     TicketStep,
+    WebhookStep,
     parse_step,
 )
 
@@ -52,8 +55,10 @@ __all__ = [
     "NotifyStep",
     "OncallSchedule",
     "Override",
+    "Param",
     "PauseQueueStep",
     "Playbook",
+    "PythonStep",
     "ResumeQueueStep",
     "Rotation",
     "RunStep",
@@ -61,9 +66,11 @@ __all__ = [
     "ScaleRules",
     "ScaleStep",
     "ScrapeTarget",
+    "Silence",
     "Slo",
     "Step",
     "TicketStep",
+    "WebhookStep",
     "config_key",
     "parse_duration",
     "parse_object",

@@ -21,6 +21,7 @@ from pydantic import (
 from hms_contracts.fields import Labels, MetricName, Severity
 
 from .base import ConfigObject, Duration, ObjectName, kind, parse_duration
+from .incidents import Params, placeholders
 from .rules import (
     QUANTILES,
     Aggregation,
@@ -32,7 +33,7 @@ from .rules import (
     coerce_condition,
     parse_hold,
 )
-from .steps import Step, coerce_step
+from .steps import NotifyStep, RunStep, Step, TicketStep, coerce_step
 
 __all__ = ["Alert", "Condition", "Metric", "Playbook"]
 
@@ -82,6 +83,40 @@ class Playbook(ConfigObject):
     kind: ClassVar[str] = "playbook"
 
     steps: Steps
+    params: Params = Field(
+        default_factory=dict,
+        description="Typed parameters taken from the alert's labels, used as {{ name }} in steps",
+    )
+    max_runs_per_hour: int = Field(
+        default=6, ge=1, le=1000, description="Blast radius: most runs per target in any hour"
+    )
+
+    @model_validator(mode="after")
+    def _placeholders_declared(self) -> Playbook:
+        for i, step in enumerate(self.steps):
+            for text in step_texts(step):
+                used, _ = placeholders(text)
+                if unknown := sorted(used - set(self.params)):
+                    raise ValueError(
+                        f"steps[{i}]: {{{{ {unknown[0]} }}}} is not a declared parameter; "
+                        f"declared: {', '.join(sorted(self.params)) or 'none'}"
+                    )
+        return self
+
+    def target(self, values: dict[str, str]) -> str:
+        """What the blast-radius limit counts runs of: the playbook and its parameters."""
+        return self.name + "".join(f"|{k}={values[k]}" for k in sorted(values))
+
+
+def step_texts(step: Step) -> tuple[str, ...]:
+    """The texts of a step that may hold placeholders."""
+    if isinstance(step, RunStep):
+        return step.argv
+    if isinstance(step, NotifyStep):
+        return (step.message,)
+    if isinstance(step, TicketStep):
+        return (step.summary,)
+    return ()
 
 
 @kind

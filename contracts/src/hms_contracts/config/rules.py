@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
@@ -97,8 +98,8 @@ class Matcher(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     label: LabelName = Field(description="Label name")
-    op: Literal["=", "!=", "=~", "!~"] = Field(description="=, !=, =~ (regex) or !~")
-    value: str = Field(max_length=256, description="Value, or a regular expression for =~ !~")
+    op: Literal["=", "!=", "=~", "!~"] = Field(default="=", description="=, !=, =~ (regex) or !~")
+    value: str = Field(max_length=1024, description="Value, or a regular expression for =~ !~")
 
     @field_validator("value")
     @classmethod
@@ -120,7 +121,7 @@ class Matcher(BaseModel):
         value = re.sub(r"\\(.)", r"\1", match[3])
         return cls(label=match[1], op=match[2], value=value)  # type: ignore[arg-type]
 
-    def matches(self, labels: dict[str, str]) -> bool:
+    def matches(self, labels: Mapping[str, str]) -> bool:
         """Whether a series with ``labels`` matches (a missing label reads as empty)."""
         have = labels.get(self.label, "")
         if self.op == "=":

@@ -27,7 +27,17 @@ class RunStep(_Step):
     argv: tuple[Annotated[str, Field(min_length=1, max_length=4096)], ...] = Field(
         min_length=1, max_length=256, description="Program and arguments, e.g. [kubectl, ...]"
     )
-    timeout_s: float = Field(default=300.0, gt=0, le=86400, description="Killed after this")
+    timeout_s: float = Field(
+        default=30.0, gt=0, le=86400, description="SIGTERM then SIGKILL to its process group after"
+    )
+    idempotent: bool = Field(
+        default=False,
+        description="Safe to run again after a crash cut it short (else: needs_attention)",
+    )
+    secret_env: dict[Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]{0,63}$")], Token] = Field(
+        default_factory=dict,
+        description="Environment variables set to secrets, by secret name (masked everywhere)",
+    )
 
 
 class NotifyStep(_Step):
@@ -68,14 +78,50 @@ class ResumeQueueStep(_Step):
 
 
 class ApproveStep(_Step):
-    """Wait for a person to approve before the next step (human in the loop)."""
+    """Wait for a person to approve before the next step (human in the loop); the step fails
+    when nobody approves within ``timeout_s``."""
 
-    action: Literal["approve"] = "approve"
+    action: Literal["approval"] = "approval"
     prompt: Text = Field(default="Approve the next step?", description="What is being approved")
+    timeout_s: float = Field(default=3600.0, gt=0, le=7 * 86400, description="Fails after this")
+
+
+class WebhookStep(_Step):
+    """POST the incident (JSON) to a URL; a 2xx answer succeeds."""
+
+    action: Literal["webhook"] = "webhook"
+    url: str = Field(pattern=r"^https?://[^\s]+$", max_length=2048, description="http(s) URL")
+    secret_headers: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9-]{1,64}$")], Token] = Field(
+        default_factory=dict, description="Headers set to secrets, by secret name (masked)"
+    )
+    timeout_s: float = Field(default=30.0, gt=0, le=600, description="Gives up after this")
+    idempotent: bool = Field(default=False, description="Safe to send again after a crash")
+
+
+class PythonStep(_Step):
+    """Call a registered ``module:function`` (the engine's allow-list) in a child process,
+    given the playbook's parameters; killed after ``timeout_s``."""
+
+    action: Literal["python"] = "python"
+    function: str = Field(
+        pattern=r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$",
+        max_length=256,
+        description="module:function, registered with the incident engine",
+    )
+    timeout_s: float = Field(default=30.0, gt=0, le=3600, description="Killed after this")
+    idempotent: bool = Field(default=False, description="Safe to call again after a crash")
 
 
 Step = Annotated[
-    RunStep | NotifyStep | TicketStep | ScaleStep | PauseQueueStep | ResumeQueueStep | ApproveStep,
+    RunStep
+    | NotifyStep
+    | TicketStep
+    | ScaleStep
+    | PauseQueueStep
+    | ResumeQueueStep
+    | ApproveStep
+    | WebhookStep
+    | PythonStep,
     Field(discriminator="action"),
 ]
 """One playbook step, told apart by ``action``."""
@@ -89,6 +135,9 @@ _USAGE = {
     "pause_queue": "pause_queue <queue>",
     "resume_queue": "resume_queue <queue>",
     "approve": "approve [<prompt>]",
+    "approval": "approval [<prompt>]",
+    "webhook": "webhook <url>",
+    "python": "python <module:function>",
 }
 
 
@@ -103,8 +152,12 @@ def _fields(verb: str, args: list[str]) -> dict[str, Any]:
         return {"pool": args[0], "replicas": int(args[1])}
     if verb in ("pause_queue", "resume_queue") and len(args) == 1:
         return {"queue": args[0]}
-    if verb == "approve":
+    if verb in ("approve", "approval"):
         return {"prompt": " ".join(args)} if args else {}
+    if verb == "webhook" and len(args) == 1:
+        return {"url": args[0]}
+    if verb == "python" and len(args) == 1:
+        return {"function": args[0]}
     raise ValueError(f"expected {_USAGE[verb]!r}")
 
 
@@ -119,7 +172,8 @@ def parse_step(text: str) -> Step:
     verb, args = words[0], words[1:]
     if verb in _USAGE:
         try:
-            return _STEP.validate_python({"action": verb, **_fields(verb, args)})
+            action = "approval" if verb == "approve" else verb
+            return _STEP.validate_python({"action": action, **_fields(verb, args)})
         except ValueError as exc:
             raise ValueError(f"step {text!r}: {exc}") from None
     return RunStep(argv=tuple(words))

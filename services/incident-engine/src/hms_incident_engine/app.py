@@ -1,36 +1,181 @@
-"""Builds the incident-engine service: its settings, routers and resources, and nothing else."""
+"""Builds the incident-engine service: its settings, resources, leader loop and HTTP webhook,
+and nothing else."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 
-from hms_kit import Service, SystemClock
+from hms_contracts import AlertFiring, AlertResolved, SlaBreached, decode, specs
+from hms_contracts.bus import BusEvent
+from hms_contracts.config import ConfigObject
+from hms_kit import BatchConsumer, Clock, Delivery, Resources, Service, SystemClock
+from nats.aio.msg import Msg
 
 from . import __version__
-from .core import SERVICE
+from .commands import serve
+from .core import SERVICE, Signal, from_alert, from_breach
+from .engine import ConfigSource, Engine
 from .escalation import escalate_forever, escalation_resources
 from .escalation import router as escalation_router
 from .handlers import router
+from .runner import Runner
 from .settings import IncidentEngineSettings
+from .store import Store
+from .webhook import alertmanager_route
+
+log = logging.getLogger(__name__)
+
+STORE_FILE = "incidents.sqlite3"
 
 
-@asynccontextmanager
-async def resources(service: Service) -> AsyncIterator[Mapping[str, object]]:
-    """What the incident-engine's handlers use, opened once per process and closed after the last
-    handler ran; handlers receive each by name (``clock: Annotated[Clock, Context("clock")]``)."""
-    clock = SystemClock()
-    async with escalation_resources(service, clock) as escalation:
-        yield {"clock": clock, **escalation}
+def _settings(service: Service) -> IncidentEngineSettings:
+    if not isinstance(service.settings, IncidentEngineSettings):
+        raise TypeError(
+            f"the incident-engine needs IncidentEngineSettings, not {service.settings!r}"
+        )
+    return service.settings
 
 
-def create_service(settings: IncidentEngineSettings | None = None) -> Service:
-    """The incident-engine process: broker, app, resources, health, heartbeat, lease."""
-    return Service(
+class _Following:
+    """The service's config watcher, looked up at each read: it starts after the resources
+    are built."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    def objects(self, kind: str, namespace: str | None = None) -> list[ConfigObject]:
+        return self.service.config.objects(kind, namespace)
+
+
+def resources_with(clock: Clock | None = None, config: ConfigSource | None = None) -> Resources:
+    """The incident-engine's resources, with the clock or the config source replaced (tests)."""
+
+    @asynccontextmanager
+    async def opened(service: Service) -> AsyncIterator[Mapping[str, object]]:
+        settings = _settings(service)
+        store = Store(settings.state_dir / STORE_FILE)
+        engine = Engine(
+            store,
+            settings,
+            clock or SystemClock(),
+            config or _Following(service),
+            lambda: service.js,
+        )
+        try:
+            async with escalation_resources(service, engine.clock) as escalation:
+                yield {
+                    "clock": engine.clock,
+                    "store": store,
+                    "engine": engine,
+                    "runner": Runner(engine),
+                    # the escalation's acknowledge pages: acknowledge(ns, incident_id, actor, via)
+                    "acknowledge": engine.acknowledge,
+                    **escalation,
+                }
+        finally:
+            await store.close()
+
+    return opened
+
+
+resources = resources_with()
+"""What the handlers and the leader loop use: the clock, the store (SQLite in the state
+directory), the engine, the playbook runner and ``acknowledge``."""
+
+
+def signal_of(event: BusEvent) -> Signal:
+    if isinstance(event, AlertFiring | AlertResolved):
+        return from_alert(event)
+    if isinstance(event, SlaBreached):
+        return from_breach(event)
+    raise TypeError(f"the incident engine does not take {type(event).__name__}")
+
+
+def _decode(msg: Msg) -> BusEvent:
+    return decode(msg.subject, msg.data)
+
+
+async def lead(service: Service) -> None:
+    """The leader loop: recover runs cut short, then take alerts and breaches, run playbooks,
+    publish the outbox and answer requests, until the lease is lost."""
+    context = service.broker.context
+    engine: Engine = context.get("engine")
+    runner: Runner = context.get("runner")
+    settings = _settings(service)
+    await engine.try_flush()
+    await runner.recover()
+
+    async def on_batch(batch: Sequence[Delivery[BusEvent]]) -> None:
+        await engine.take([signal_of(d.event) for d in batch])
+
+    consumer = BatchConsumer[BusEvent].for_service(
+        service,
+        specs.INCIDENT_ALERTS,
+        BusEvent,
+        on_batch,
+        batch=settings.batch,
+        # a pull waits for a full batch until its timeout: keep it short, for latency
+        fetch_timeout=0.05,
+        decode=_decode,
+    )
+
+    async def audit_silences() -> None:
+        while True:
+            try:
+                await engine.audit_config("silence")
+            except Exception:
+                log.exception("auditing silences failed")
+            await asyncio.sleep(2.0)
+
+    subscription = await serve(service.nc, engine)
+    service.broker.context.set_global("leading_engine", engine)
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(consumer.run())
+            tasks.create_task(runner.forever())
+            tasks.create_task(engine.flush_forever())
+            tasks.create_task(audit_silences())
+    finally:
+        service.broker.context.set_global("leading_engine", None)
+        with contextlib.suppress(Exception):
+            await subscription.unsubscribe()
+
+
+def create_service(
+    settings: IncidentEngineSettings | None = None,
+    *,
+    clock: Clock | None = None,
+    config: ConfigSource | None = None,
+    lease_bucket: specs.KVSpec = specs.LEASES,
+) -> Service:
+    """The incident-engine process: broker, app, resources, health, heartbeat, lease, leader
+    loop, and the Alertmanager webhook on its HTTP server. ``clock`` and ``config`` replace the
+    system clock and the config registry (tests)."""
+    settings = settings or IncidentEngineSettings()
+    holder: list[Service] = []
+
+    def engine_of() -> Engine | None:
+        found = holder[0].broker.context.get("leading_engine") if holder else None
+        return found if isinstance(found, Engine) else None
+
+    def token() -> str | None:
+        secret = settings.alertmanager_token
+        return None if secret is None else secret.get_secret_value()
+
+    service = Service(
         SERVICE,
-        settings or IncidentEngineSettings(),
+        settings,
         version=__version__,
         routers=(router, escalation_router),
-        resources=resources,
-        leader_loops=(escalate_forever,),
+        resources=resources_with(clock, config),
+        leader_loops=(lead, escalate_forever),
+        lease_bucket=lease_bucket,
+        http_routes=(alertmanager_route(engine_of, token),),
+        config_kinds=() if config is not None else None,
     )
+    holder.append(service)
+    return service

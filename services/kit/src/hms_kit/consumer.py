@@ -171,7 +171,7 @@ class BatchConsumer(Generic[E]):
         for msg in msgs:
             try:
                 good.append(Delivery(self.decode(msg), msg))
-            except ValueError as exc:
+            except ValueError as exc:  # ContractError and ValidationError are ValueErrors
                 await dead_letter(self.nc, msg, describe_error(exc), self.metrics)
                 self._count("dead_lettered")
         if not good:

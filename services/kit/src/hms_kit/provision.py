@@ -58,6 +58,8 @@ def stream_config(spec: StreamSpec) -> js_api.StreamConfig:
         duplicate_window=spec.duplicate_window_s,
         discard=_DISCARD[spec.discard],
         num_replicas=spec.replicas,
+        deny_delete=spec.deny_delete,
+        deny_purge=spec.deny_purge,
     )
 
 
@@ -110,6 +112,8 @@ def stream_drift(spec: StreamSpec, have: js_api.StreamConfig) -> list[str]:
             ("duplicate_window", want.duplicate_window, have.duplicate_window),
             ("discard", want.discard, have.discard),
             ("num_replicas", want.num_replicas, have.num_replicas),
+            ("deny_delete", bool(want.deny_delete), bool(have.deny_delete)),
+            ("deny_purge", bool(want.deny_purge), bool(have.deny_purge)),
             # nothing in the catalogue copies a stream elsewhere: any of these is tampering
             ("republish", None, have.republish),
             ("sources", [], have.sources or []),

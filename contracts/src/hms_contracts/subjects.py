@@ -62,6 +62,8 @@ AUDIT = Family("ops.audit", 1)
 HEARTBEAT = Family("ops.heartbeat", 1)
 CONFIG = Family("ops.config", 1)
 EVENT = Family("ops.event", 1)
+# console: commands as requests, ops.request.<ns>.<command> (hms_contracts.commands)
+REQUEST = Family("ops.request", 1)
 
 FAMILIES: tuple[Family, ...] = (
     METRIC,
@@ -76,6 +78,7 @@ FAMILIES: tuple[Family, ...] = (
     HEARTBEAT,
     CONFIG,
     EVENT,
+    REQUEST,
 )
 
 DLQ_PREFIX = "dlq"

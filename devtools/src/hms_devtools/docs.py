@@ -33,6 +33,7 @@ _PARAM_DOCS = {
     "service": "Service name with '-' replaced by '_'",
     "kind": "Config kind of the object, e.g. alert",
     "name": "Event name chosen by the agency system",
+    "command": "Command asked of its owning service (request/reply), e.g. incident_ack",
 }
 
 
@@ -70,6 +71,7 @@ def _channel(family: Family) -> dict[str, Any]:
             subjects.HEARTBEAT: "service",
             subjects.CONFIG: "kind",
             subjects.EVENT: "name",
+            subjects.REQUEST: "command",
         }[family]
         address += f".{{{name}}}"
         params[name] = {"description": _PARAM_DOCS[name]}

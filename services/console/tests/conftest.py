@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hms_console.app import create_service
@@ -17,8 +19,10 @@ from nats import connect as nats_connect
 from nats.aio.client import Client
 
 
-def settings_for(nats: NatsHandle, state: Path) -> ConsoleSettings:
-    return ConsoleSettings(nats_url=nats.url, state_dir=state, heartbeat_interval_s=60, api_port=0)
+def settings_for(nats: NatsHandle, state: Path, **extra: Any) -> ConsoleSettings:
+    return ConsoleSettings(
+        nats_url=nats.url, state_dir=state, heartbeat_interval_s=60, api_port=0, **extra
+    )
 
 
 async def provision_all(nats: NatsHandle) -> None:
@@ -30,15 +34,30 @@ async def provision_all(nats: NatsHandle) -> None:
         await nc.close()
 
 
+StartConsole = Callable[..., AbstractAsyncContextManager[Running]]
+
+
 @pytest.fixture
-async def console(nats_server: NatsHandle, tmp_path: Path) -> AsyncIterator[Running]:
-    service = create_service(settings_for(nats_server, tmp_path))
-    await provision_all(nats_server)
-    async with running(service):
-        web = service.broker.context.get("web")
-        await asyncio.wait_for(web.ready.wait(), 20)
-        tokens = await make_tokens(service.js)
-        yield Running(service, web.console, web.url, tokens)
+def start_console(nats_server: NatsHandle, tmp_path: Path) -> StartConsole:
+    """Start a console with extra settings; it serves until the block ends."""
+
+    @asynccontextmanager
+    async def start(**extra: Any) -> AsyncIterator[Running]:
+        service = create_service(settings_for(nats_server, tmp_path, **extra))
+        await provision_all(nats_server)
+        async with running(service):
+            web = service.broker.context.get("web")
+            await asyncio.wait_for(web.ready.wait(), 20)
+            tokens = await make_tokens(service.js)
+            yield Running(service, web.console, web.url, tokens)
+
+    return start
+
+
+@pytest.fixture
+async def console(start_console: StartConsole) -> AsyncIterator[Running]:
+    async with start_console() as found:
+        yield found
 
 
 @pytest.fixture

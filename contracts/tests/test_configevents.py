@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from hms_contracts import ConfigChanged, decode, topology
+from hms_contracts import ConfigChanged, decode, specs, topology
 from pydantic import ValidationError
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -52,7 +52,15 @@ def test_every_services_config_kinds_are_known_kinds() -> None:
         topology.ServiceSpec(name="x", singleton=False, config_kinds=("secret",))
 
 
-@pytest.mark.parametrize("svc", topology.SERVICES, ids=lambda svc: svc.name)
+def test_only_the_console_writes_config_on_behalf_of_people() -> None:
+    writers = [svc.name for svc in topology.SERVICES if specs.CONFIG.bucket in svc.kv_writes]
+    assert writers == ["console"]
+
+
+READERS = [svc for svc in topology.SERVICES if specs.CONFIG.bucket not in svc.kv_writes]
+
+
+@pytest.mark.parametrize("svc", READERS, ids=lambda svc: svc.name)
 def test_a_service_may_read_only_the_config_kinds_it_follows_and_never_write_them(
     svc: topology.ServiceSpec,
 ) -> None:

@@ -293,7 +293,17 @@ CONFIG = KVSpec(
     ),
 )
 
-KV_BUCKETS: tuple[KVSpec, ...] = (LEASES, SERVICE_REGISTRY, CONFIG)
+# console: API tokens, each under its id, holding only a bcrypt hash of the secret
+CONSOLE_TOKENS = KVSpec(
+    bucket="hms_console_tokens",
+    history=1,
+    description=(
+        "The console's API tokens by id: role, namespace, expiry and a bcrypt hash of the "
+        "secret (the token itself is printed once, never stored)"
+    ),
+)
+
+KV_BUCKETS: tuple[KVSpec, ...] = (LEASES, SERVICE_REGISTRY, CONFIG, CONSOLE_TOKENS)
 
 #: Streams no service owns: the stack's admin creates and configures them (``hms-ops up`` or
 #: ``hms-ops provision``), services only check that they exist. The KV buckets are shared too.

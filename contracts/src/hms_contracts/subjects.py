@@ -66,6 +66,8 @@ SLO = Family("ops.slo", 1)
 #: a run's fanned-out work items: ``job.item.<ns>.<queue>.<run_key>`` (one subject per run, so
 #: the items of a run still to be done are the stream's count on that subject)
 JOB_ITEM = Family("job.item", 2)
+# console: commands as requests, ops.request.<ns>.<command> (hms_contracts.commands)
+REQUEST = Family("ops.request", 1)
 
 FAMILIES: tuple[Family, ...] = (
     METRIC,
@@ -82,6 +84,7 @@ FAMILIES: tuple[Family, ...] = (
     EVENT,
     SLO,
     JOB_ITEM,
+    REQUEST,
 )
 
 # --- request/reply (core NATS, no stream; not an event family) ------------------------------

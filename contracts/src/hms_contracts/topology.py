@@ -40,6 +40,18 @@ class ServiceSpec(BaseModel):
         description="Streams it re-reads from a point in time on start (the evaluator rebuilds "
         "its windows), through one consumer of its own, <service>_replay",
     )
+    browses: tuple[str, ...] = Field(
+        default=(),
+        description="Streams it reads from the start with short-lived ordered consumers "
+        "(projections rebuilt on start, listings)",
+    )
+    kv_reads: tuple[str, ...] = Field(
+        default=(), description="KV buckets whose keys it reads one by one (direct get)"
+    )
+    kv_writes: tuple[str, ...] = Field(
+        default=(),
+        description="KV buckets it writes on behalf of people (the console's config writes)",
+    )
 
     @field_validator("config_kinds")
     @classmethod
@@ -140,6 +152,20 @@ SERVICES: tuple[ServiceSpec, ...] = (
         name="console",
         singleton=False,
         reads=tuple(spec.name for spec in specs.STREAMS),
+        # console: commands as requests with the caller's identity, the audit of each change,
+        # and HTTP ingest published on the SDK's subjects
+        publishes=(
+            s.REQUEST.wildcard(),
+            s.QUERY_METRICS.wildcard(),  # metric queries the collector answers
+            s.AUDIT.wildcard(),
+            s.METRIC.wildcard(),
+            s.EVENT.wildcard(),
+            s.CONFIG.wildcard(),
+        ),
+        config_kinds=("metric", "alert", "job", "playbook"),
+        browses=("INCIDENTS", "ALERTS", "AUDIT", "DLQ", "JOB_EVENTS", "SCALE"),
+        kv_reads=(specs.CONSOLE_TOKENS.bucket,),
+        kv_writes=(specs.CONFIG.bucket,),
         subscribes=(
             s.METRIC.wildcard(),
             s.ALERT.wildcard(),
@@ -151,7 +177,6 @@ SERVICES: tuple[ServiceSpec, ...] = (
             s.SCALE.wildcard(),
             s.HEARTBEAT.wildcard(),
         ),
-        publishes=(s.QUERY_METRICS.wildcard(),),
     ),
 )
 
@@ -250,6 +275,23 @@ def nats_permissions(svc: ServiceSpec) -> dict[str, Any]:
             f"$JS.API.CONSUMER.CREATE.{stream}.{name}.>",
             f"$JS.API.CONSUMER.DELETE.{stream}.{name}",
             f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{name}",
+        ]
+    for stream in svc.browses:
+        # ordered consumers: created unnamed, deleted when done, flow-controlled
+        publish += [
+            f"$JS.API.CONSUMER.CREATE.{stream}",
+            f"$JS.API.CONSUMER.CREATE.{stream}.>",
+            f"$JS.API.CONSUMER.DELETE.{stream}.>",
+            f"$JS.FC.{stream}.>",
+        ]
+    for name in svc.kv_reads:
+        publish.append(f"$JS.API.DIRECT.GET.KV_{name}.$KV.{name}.>")
+    for name in svc.kv_writes:
+        publish += [
+            f"$KV.{name}.>",
+            f"$JS.API.DIRECT.GET.KV_{name}.$KV.{name}.>",
+            f"$JS.API.CONSUMER.CREATE.KV_{name}.*.$KV.{name}.>",
+            f"$JS.FC.KV_{name}.>",
         ]
     subscribe = [f"{s.inbox_prefix(svc.name)}.>", *svc.subscribes, *svc.serves]
     perms: dict[str, Any] = {

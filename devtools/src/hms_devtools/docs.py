@@ -38,6 +38,7 @@ _PARAM_DOCS = {
     "kind": "Config kind of the object, e.g. alert",
     "name": "Event name chosen by the agency system",
     "run_key": "Digest of the run's namespace and id (hms_contracts.run_key)",
+    "command": "Command asked of its owning service (request/reply), e.g. incident_ack",
 }
 
 
@@ -79,6 +80,7 @@ def _channel(family: Family) -> dict[str, Any]:
             subjects.HEARTBEAT: "service",
             subjects.CONFIG: "kind",
             subjects.EVENT: "name",
+            subjects.REQUEST: "command",
         }[family]
         address += f".{{{name}}}"
         params[name] = {"description": _PARAM_DOCS[name]}

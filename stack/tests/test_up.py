@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
@@ -52,6 +53,17 @@ def test_up_brings_every_service_healthy_within_five_seconds(stack: RunningStack
     users = {u["user"]: u for u in config["authorization"]["users"]}
     assert set(users) == {"hms-admin", *(f"hms-{name}" for name in SERVICE_NAMES)}
     assert all("permissions" in users[f"hms-{name}"] for name in SERVICE_NAMES)
+
+
+def test_no_service_is_refused_anything_by_nats_once_running(stack: RunningStack) -> None:
+    """Each service's least-privilege user lets it do all of its own work: a refused operation
+    shows in its log within a second of starting (its feeds and consumers open at once)."""
+    time.sleep(3.0)
+    refused = {
+        name: [line for line in Path(svc["log"]).read_text().splitlines() if "violation" in line]
+        for name, svc in stack.info["services"].items()
+    }
+    assert not {name: lines[:2] for name, lines in refused.items() if lines}
 
 
 def test_status_reports_every_service_with_version_instance_health_and_uptime(

@@ -15,7 +15,7 @@ from .handlers import router
 from .ingest import IncomingBatch, Ingest, Limits
 from .metrics import CollectorMetrics
 from .ports import SampleStore
-from .query import QueryServer
+from .remote import PrometheusStore
 from .scraper import OnScrape, Scraper
 from .settings import MetricsCollectorSettings
 from .store import STORE_FILE, Retention, SqliteStore
@@ -38,7 +38,12 @@ def resources_with(clock: Clock | None = None, store: SampleStore | None = None)
         settings = _settings(service)
         retention = Retention(raw_s=settings.raw_retention_s, rollup_s=settings.retention_s)
         # opened on first use, so that building the service touches no file
-        own = store or SqliteStore(settings.state_dir / STORE_FILE, retention)
+        local = SqliteStore(settings.state_dir / STORE_FILE, retention)
+        own: SampleStore = store or (
+            local
+            if settings.prometheus_url is None
+            else PrometheusStore(local, settings.prometheus_url)
+        )
         try:
             yield {
                 "clock": clock or SystemClock(),
@@ -52,8 +57,8 @@ def resources_with(clock: Clock | None = None, store: SampleStore | None = None)
 
 
 resources = resources_with()
-"""What the loops use, opened once per process and closed after them: the clock, the sample
-store (SQLite in the state directory) and the collector's metrics."""
+"""What the handlers and loops use, opened once per process and closed after them: the clock,
+the sample store (SQLite in the state directory) and the collector's metrics."""
 
 
 def known_namespaces(service: Service) -> frozenset[str] | None:
@@ -89,14 +94,6 @@ async def store_samples(service: Service) -> None:
         service, specs.METRICS_STORE, IncomingBatch, ingest.handle, batch=settings.fetch_batch
     )
     await consumer.run()
-
-
-async def answer_queries(service: Service) -> None:
-    context = service.broker.context
-    server = QueryServer(
-        service.nc, context.get("store"), context.get("clock"), context.get("metrics")
-    )
-    await server.run()
 
 
 async def prune(service: Service) -> None:
@@ -141,10 +138,10 @@ def create_service(
     store: SampleStore | None = None,
     on_scrape: OnScrape | None = None,
 ) -> Service:
-    """The metrics-collector process: broker, app, resources, health, heartbeat; its loops
-    store samples, answer queries, prune, and scrape (unless turned off)."""
+    """The metrics-collector process: broker, app (its handler answers queries), resources,
+    health, heartbeat; its loops store samples, prune, and scrape (unless turned off)."""
     settings = settings or MetricsCollectorSettings()
-    loops: list[Loop] = [store_samples, answer_queries, prune]
+    loops: list[Loop] = [store_samples, prune]
     if settings.scrape:
         loops.append(scrape_with(on_scrape))
     return Service(

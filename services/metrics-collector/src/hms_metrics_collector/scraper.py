@@ -165,6 +165,7 @@ class Scraper:
         self.on_scrape = on_scrape
         self.tasks: dict[str, tuple[Target, asyncio.Task[None]]] = {}
         self.encoders: dict[str, Encoder] = {}
+        self._up: dict[str, bool] = {}
         self.publisher = Publisher(js, metrics)
         self._publishing: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -187,6 +188,7 @@ class Scraper:
                 task.cancel()
                 del self.tasks[key]
                 self.encoders.pop(key, None)
+                self._up.pop(key, None)
         for key, target in wanted.items():
             if key not in self.tasks:
                 task = asyncio.ensure_future(self._run_target(target))
@@ -260,13 +262,19 @@ class Scraper:
         except (ScrapeError, ExpositionError, aiohttp.ClientError, TimeoutError, OSError) as exc:
             error = str(exc) or type(exc).__name__
             parsed = Parsed()
+            if isinstance(exc, ExpositionError):
+                self.metrics.rejected_batches.labels(reason="malformed").inc()
         duration = self.clock.monotonic() - started
         up = not error
         self.metrics.scrapes.labels(outcome="ok" if up else "failed").inc()
         for reason, n in parsed.refused.items():
             self.metrics.rejected_samples.labels(reason=reason).inc(n)
-        if error:
-            log.info("scrape of %s (%s) failed: %s", target.key, target.url, error)
+        if self._up.get(target.key) != up:  # say so when a target goes down or comes back
+            if error:
+                log.warning("scrape of %s (%s) failed: %s", target.key, target.url, error)
+            elif target.key in self._up:
+                log.info("scrape of %s (%s) works again", target.key, target.url)
+            self._up[target.key] = up
         report = {
             "up": 1.0 if up else 0.0,
             "scrape_duration_seconds": duration,

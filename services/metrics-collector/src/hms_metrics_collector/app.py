@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
@@ -19,6 +21,8 @@ from .remote import PrometheusStore
 from .scraper import OnScrape, Scraper
 from .settings import MetricsCollectorSettings
 from .store import STORE_FILE, Retention, SqliteStore
+
+log = logging.getLogger(__name__)
 
 #: how often the scrape loop re-reads its targets without being told of a change
 RESYNC_S = 30.0
@@ -74,8 +78,14 @@ async def store_samples(service: Service) -> None:
     """Consume the ``metrics_collector`` durable into the store, acking after each commit."""
     settings, context = _settings(service), service.broker.context
 
+    cached: tuple[float, frozenset[str] | None] = (-1.0, None)
+
     def known(namespace: str) -> bool:
-        names = known_namespaces(service)
+        nonlocal cached
+        # the registry's namespaces, re-read at most once a second (this is the hot path)
+        if time.monotonic() - cached[0] > 1.0:
+            cached = (time.monotonic(), known_namespaces(service))
+        names = cached[1]
         return names is None or namespace in names
 
     ingest = Ingest(
@@ -102,7 +112,12 @@ async def prune(service: Service) -> None:
     store: SampleStore = context.get("store")
     clock: Clock = context.get("clock")
     while True:
-        await store.prune(clock.now())
+        try:
+            gone = await store.prune(clock.now())
+            if gone:
+                log.info("pruned %d series (expired or past retention)", gone)
+        except Exception:  # the next round tries again; storing goes on meanwhile
+            log.exception("pruning the sample store failed")
         await clock.sleep(settings.prune_every_s)
 
 

@@ -59,6 +59,7 @@ CONFIG_SEED: dict[str, bytes] = {
         Metric(namespace="acme", name="api.latency_p99"),
         Alert(namespace="acme", name="slow", metric="api.latency_p99", condition="> 1"),  # type: ignore[arg-type]
         Playbook(namespace="acme", name="rollback", steps=["notify oncall done"]),  # type: ignore[arg-type]
+        ScrapeTarget(namespace="acme", name="portal", url="http://127.0.0.1:9/metrics"),
         Job.model_validate(
             {"namespace": "acme", "id": "rescore", "schedule": "0 0 * * *", "queue": "q"}
             | {"sla_minutes": 60, "command": ["true"]}

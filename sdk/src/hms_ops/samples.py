@@ -15,6 +15,7 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from hms_contracts import MetricSample, MetricSampleBatch, deterministic_id
 from pydantic import ValidationError
@@ -52,13 +53,21 @@ def micros(at: datetime) -> int:
 class Encoder:
     """Validates series once and writes batches of one namespace and source."""
 
-    def __init__(self, namespace: str, source: str, ttl_s: float | None = None) -> None:
+    def __init__(
+        self,
+        namespace: str,
+        source: str,
+        ttl_s: float | None = None,
+        *,
+        origin: Literal["push", "scrape"] = "push",
+    ) -> None:
         if ttl_s is not None and not (math.isfinite(ttl_s) and 0 < ttl_s <= 366 * 86400):
             raise InvalidObject(
                 f"metric_ttl {ttl_s!r} must be seconds, more than 0, at most a year"
             )
         self.namespace = namespace
         self.source = source
+        self.origin = origin
         #: pushed series expire this long after their last sample (None: never)
         self.ttl_s = ttl_s
         self._ttl = "" if ttl_s is None else f',"ttl_s":{float(ttl_s)!r}'
@@ -109,7 +118,7 @@ class Encoder:
         body = (
             f'{{"event_id":{json.dumps(event_id)},"occurred_at":"{iso(time.time_ns() // 1000)}",'
             f'"namespace":"{self.namespace}","schema_version":1,"source":"{self.source}",'
-            f'"origin":"push","samples":{samples}{self._ttl}}}'
+            f'"origin":"{self.origin}","samples":{samples}{self._ttl}}}'
         )
         return event_id, body.encode()
 

@@ -13,6 +13,7 @@ from hms_contracts import subjects
 from hms_contracts.metrics import MetricQuery, MetricQueryResult
 from hms_kit import Clock, Service
 from hms_metrics_collector.app import create_service
+from hms_metrics_collector.ports import SampleStore
 from hms_metrics_collector.scraper import OnScrape
 from hms_metrics_collector.settings import MetricsCollectorSettings
 from hms_testing import NatsHandle, running
@@ -28,11 +29,15 @@ Ask = Callable[..., Awaitable[MetricQueryResult]]
 @pytest.fixture
 def collector(nats_server: NatsHandle, tmp_path: Path) -> Collector:
     """``async with collector(**settings) as service``: the collector, in this test's loop
-    (``clock=`` and ``on_scrape=`` are passed to ``create_service``)."""
+    (``clock=``, ``on_scrape=`` and ``store=`` are passed to ``create_service``)."""
 
     @asynccontextmanager
     async def start(
-        *, clock: Clock | None = None, on_scrape: OnScrape | None = None, **settings: Any
+        *,
+        clock: Clock | None = None,
+        on_scrape: OnScrape | None = None,
+        store: SampleStore | None = None,
+        **settings: Any,
     ) -> AsyncIterator[Service]:
         config = MetricsCollectorSettings(
             nats_url=nats_server.url,
@@ -40,7 +45,7 @@ def collector(nats_server: NatsHandle, tmp_path: Path) -> Collector:
             heartbeat_interval_s=60,
             **settings,
         )
-        service = create_service(config, clock=clock, on_scrape=on_scrape)
+        service = create_service(config, clock=clock, on_scrape=on_scrape, store=store)
         async with running(service):
             yield service
 

@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import json
 import random
+import sqlite3
 import statistics
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from hms_contracts import MetricSampleBatch, specs, subjects
 from hms_contracts.metrics import MetricQueryResult
 from hms_kit import FakeClock, Service, publish, publish_many
+from hms_metrics_collector.ports import StoredBatch
+from hms_metrics_collector.store import SqliteStore
 from hms_testing import wait_until
 from hms_testing.deadletters import dead_letters
 from nats.aio.client import Client
@@ -193,3 +197,37 @@ async def test_a_malformed_or_oversized_query_gets_an_error_not_a_timeout(
         assert "series" in (result.error or "")
         reply = await nc.request(subjects.QUERY_METRICS.subject(NS), b"x" * 70_000, timeout=10)
         assert "at most" in (MetricQueryResult.model_validate_json(reply.data).error or "")
+
+
+class CrashAfterCommit(SqliteStore):
+    """Commits the first write, then fails as a process dying before its ack would."""
+
+    crashed = False
+
+    async def write(self, batches: Sequence[StoredBatch]) -> int:
+        stored = await super().write(batches)
+        if not self.crashed:
+            self.crashed = True
+            raise RuntimeError("died between commit and ack")
+        return stored
+
+
+async def test_a_batch_redelivered_after_its_commit_is_stored_once(
+    collector: Collector, ask: Ask, js: JetStreamContext, tmp_path: Path
+) -> None:
+    store = CrashAfterCommit(tmp_path / "crash.sqlite3")
+    now = datetime.now(UTC)
+    rows: Rows = [("jobs.items", 1.0, {}, now - timedelta(milliseconds=i)) for i in range(100)]
+    async with collector(scrape=False, store=store):
+        await publish(js, pushed(rows))
+
+        async def acked() -> bool:
+            info = await js.consumer_info(specs.METRICS.name, specs.METRICS_STORE.durable)
+            return store.crashed and (info.num_ack_pending, info.num_pending) == (0, 0)
+
+        await wait_until(acked, timeout=20, message="the redelivery acked")
+        got = await ask(series="jobs.items", fn="sum", range_s=60, step_s=60, end=now)
+        assert values(got) == [100.0]
+    # the minute rollups, which add up, counted every sample once
+    with sqlite3.connect(tmp_path / "crash.sqlite3") as db:
+        assert db.execute("SELECT sum(count), sum(sum) FROM rollup").fetchone() == (100, 100.0)

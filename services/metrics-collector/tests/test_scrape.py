@@ -56,14 +56,18 @@ def app_url() -> Iterator[str]:
 
 @pytest.fixture
 async def slow_url() -> AsyncIterator[str]:
-    """An endpoint that takes 30 s to answer."""
+    """An endpoint that takes 30 s to answer (and, at /garbage, one that is not the format)."""
 
     async def slow(request: web.Request) -> web.Response:
         await asyncio.sleep(30)
         return web.Response(text="late 1\n")
 
+    async def garbage(request: web.Request) -> web.Response:
+        return web.Response(text="<html>not metrics {</html>\n")
+
     app = web.Application()
     app.router.add_get("/metrics", slow)
+    app.router.add_get("/garbage", garbage)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -90,7 +94,7 @@ async def test_a_prometheus_client_app_is_scraped_and_dead_or_slow_targets_delay
     collector: Collector, ask: Ask, js: JetStreamContext, app_url: str, slow_url: str
 ) -> None:
     reports: list[ScrapeReport] = []
-    async with collector(on_scrape=reports.append):
+    async with collector(on_scrape=reports.append) as service:
         await register(
             js,
             ScrapeTarget(namespace=NS, name="portal", url=app_url, interval="1s", timeout="1s"),
@@ -102,12 +106,18 @@ async def test_a_prometheus_client_app_is_scraped_and_dead_or_slow_targets_delay
                 timeout="1s",
             ),
             ScrapeTarget(namespace=NS, name="slow", url=slow_url, interval="2s", timeout="1s"),
+            ScrapeTarget(
+                namespace=NS,
+                name="garbage",
+                url=slow_url.replace("/metrics", "/garbage"),
+                interval="1s",
+            ),
         )
 
         async def all_reported() -> bool:
             jobs = {r.target.job for r in reports}
             portal = [r for r in reports if r.target.job == "portal"]
-            return jobs == {"portal", "dead", "slow"} and len(portal) >= 4
+            return jobs == {"portal", "dead", "slow", "garbage"} and len(portal) >= 4
 
         await wait_until(all_reported, timeout=30, message="every target scraped")
         portal = [r for r in reports if r.target.job == "portal"]
@@ -124,6 +134,11 @@ async def test_a_prometheus_client_app_is_scraped_and_dead_or_slow_targets_delay
         await wait_until(stored, timeout=20, message="the scrapes stored")
         assert await last(ask, 'up{job="portal"}') == [1.0]
         assert await last(ask, 'up{job="dead"}') == [0.0]
+        assert await last(ask, 'up{job="garbage"}') == [0.0]
+        malformed = {"reason": "malformed"}
+        assert service.metrics.registry.get_sample_value(
+            "hms_metrics_batches_rejected_total", malformed
+        )
         instance = app_url.split("/")[2]
         assert await last(ask, f'claims_filed_total{{state="ca",instance="{instance}"}}') == [42]
         assert await last(ask, 'request_seconds_bucket{le="0.5",job="portal"}') == [3.0]

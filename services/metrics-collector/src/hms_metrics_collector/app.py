@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
@@ -15,10 +17,12 @@ from .handlers import router
 from .ingest import IncomingBatch, Ingest, Limits
 from .metrics import CollectorMetrics
 from .ports import SampleStore
-from .query import QueryServer
+from .remote import PrometheusStore
 from .scraper import OnScrape, Scraper
 from .settings import MetricsCollectorSettings
 from .store import STORE_FILE, Retention, SqliteStore
+
+log = logging.getLogger(__name__)
 
 #: how often the scrape loop re-reads its targets without being told of a change
 RESYNC_S = 30.0
@@ -38,7 +42,12 @@ def resources_with(clock: Clock | None = None, store: SampleStore | None = None)
         settings = _settings(service)
         retention = Retention(raw_s=settings.raw_retention_s, rollup_s=settings.retention_s)
         # opened on first use, so that building the service touches no file
-        own = store or SqliteStore(settings.state_dir / STORE_FILE, retention)
+        local = SqliteStore(settings.state_dir / STORE_FILE, retention)
+        own: SampleStore = store or (
+            local
+            if settings.prometheus_url is None
+            else PrometheusStore(local, settings.prometheus_url)
+        )
         try:
             yield {
                 "clock": clock or SystemClock(),
@@ -52,8 +61,8 @@ def resources_with(clock: Clock | None = None, store: SampleStore | None = None)
 
 
 resources = resources_with()
-"""What the loops use, opened once per process and closed after them: the clock, the sample
-store (SQLite in the state directory) and the collector's metrics."""
+"""What the handlers and loops use, opened once per process and closed after them: the clock,
+the sample store (SQLite in the state directory) and the collector's metrics."""
 
 
 def known_namespaces(service: Service) -> frozenset[str] | None:
@@ -69,8 +78,14 @@ async def store_samples(service: Service) -> None:
     """Consume the ``metrics_collector`` durable into the store, acking after each commit."""
     settings, context = _settings(service), service.broker.context
 
+    cached: tuple[float, frozenset[str] | None] = (-1.0, None)
+
     def known(namespace: str) -> bool:
-        names = known_namespaces(service)
+        nonlocal cached
+        # the registry's namespaces, re-read at most once a second (this is the hot path)
+        if time.monotonic() - cached[0] > 1.0:
+            cached = (time.monotonic(), known_namespaces(service))
+        names = cached[1]
         return names is None or namespace in names
 
     ingest = Ingest(
@@ -91,21 +106,18 @@ async def store_samples(service: Service) -> None:
     await consumer.run()
 
 
-async def answer_queries(service: Service) -> None:
-    context = service.broker.context
-    server = QueryServer(
-        service.nc, context.get("store"), context.get("clock"), context.get("metrics")
-    )
-    await server.run()
-
-
 async def prune(service: Service) -> None:
     """Drop what retention and TTLs say is gone, every ``prune_every_s``."""
     settings, context = _settings(service), service.broker.context
     store: SampleStore = context.get("store")
     clock: Clock = context.get("clock")
     while True:
-        await store.prune(clock.now())
+        try:
+            gone = await store.prune(clock.now())
+            if gone:
+                log.info("pruned %d series (expired or past retention)", gone)
+        except Exception:  # the next round tries again; storing goes on meanwhile
+            log.exception("pruning the sample store failed")
         await clock.sleep(settings.prune_every_s)
 
 
@@ -141,10 +153,10 @@ def create_service(
     store: SampleStore | None = None,
     on_scrape: OnScrape | None = None,
 ) -> Service:
-    """The metrics-collector process: broker, app, resources, health, heartbeat; its loops
-    store samples, answer queries, prune, and scrape (unless turned off)."""
+    """The metrics-collector process: broker, app (its handler answers queries), resources,
+    health, heartbeat; its loops store samples, prune, and scrape (unless turned off)."""
     settings = settings or MetricsCollectorSettings()
-    loops: list[Loop] = [store_samples, answer_queries, prune]
+    loops: list[Loop] = [store_samples, prune]
     if settings.scrape:
         loops.append(scrape_with(on_scrape))
     return Service(

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -35,9 +36,7 @@ class Target:
 
     @property
     def instance(self) -> str:
-        parts = urlsplit(self.url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        return f"{parts.hostname}:{port}"
+        return _instance(self.url)
 
     @property
     def source(self) -> str:
@@ -49,6 +48,14 @@ class Target:
 
     def target_labels(self) -> dict[str, str]:
         return {**self.labels, "job": self.job, "instance": self.instance}
+
+
+@functools.lru_cache(maxsize=8192)
+def _instance(url: str) -> str:
+    """``host:port`` of a URL, as Prometheus' ``instance`` label."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.hostname}:{port}"
 
 
 def targets_from(objects: Iterable[ConfigObject]) -> list[Target]:

@@ -40,6 +40,11 @@ class CollectorMetrics:
             buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5),
             registry=r,
         )
+        self.scrape_dropped = Counter(
+            "hms_metrics_scrape_batches_dropped",
+            "Scraped batches dropped because JetStream fell too far behind",
+            registry=r,
+        )
         self.targets = Gauge(
             "hms_metrics_scrape_targets", "Targets this instance scrapes", registry=r
         )

@@ -14,11 +14,11 @@ import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import aiohttp
-from hms_contracts import MetricSample, MetricSampleBatch
-from hms_kit import Clock, publish_many
+from hms_kit import Clock
+from hms_ops.errors import InvalidObject
+from hms_ops.samples import Encoder, Pending, micros
 from nats.js import JetStreamContext
 
 from .exposition import ExpositionError, Parsed, Target, parse
@@ -72,35 +72,74 @@ async def fetch(session: aiohttp.ClientSession, target: Target) -> str:
         raise ScrapeError(f"body is not UTF-8: {exc}") from None
 
 
-def batches_of(
-    target: Target, parsed: Parsed, at: datetime, report: dict[str, float]
-) -> list[MetricSampleBatch]:
-    """The scrape's samples, and its report series, as batches of at most BATCH_SAMPLES."""
-    labels = target.target_labels()
-    samples = [
-        MetricSample.model_construct(
-            name=name,
-            value=value,
-            unit="1",
-            labels=lb,
-            observed_at=at if ts is None else datetime.fromtimestamp(ts / 1000, UTC),
-        )
-        for name, lb, value, ts in parsed.samples
-    ]
-    samples += [
-        MetricSample.model_construct(name=n, value=v, unit="1", labels=labels, observed_at=at)
-        for n, v in report.items()
-    ]
-    return [
-        MetricSampleBatch.create(
-            occurred_at=at,
-            namespace=target.namespace,
-            source=target.source,
-            origin="scrape",
-            samples=tuple(samples[i : i + BATCH_SAMPLES]),
-        )
-        for i in range(0, len(samples), BATCH_SAMPLES)
-    ]
+#: one message: (subject, event id, body)
+Message = tuple[str, str, bytes]
+
+
+def encode(
+    encoder: Encoder, parsed: Parsed, at_us: int, labels: dict[str, str], report: dict[str, float]
+) -> list[Message]:
+    """The scrape's samples, and its report series, as MetricSampleBatch messages of at most
+    BATCH_SAMPLES samples (the SDK's encoder: each series validated once, then cached)."""
+    pending: list[Pending] = []
+    for name, lb, value, ts in parsed.samples:
+        try:
+            prefix, middle = encoder.series(name, "1", lb)
+        except InvalidObject:
+            parsed.refused["bad_labels"] += 1
+            continue
+        pending.append((prefix, middle, value, at_us if ts is None else ts * 1000))
+    for name, value in report.items():
+        prefix, middle = encoder.series(name, "1", labels)
+        pending.append((prefix, middle, value, at_us))
+    out: list[Message] = []
+    for i in range(0, len(pending), BATCH_SAMPLES):
+        event_id, body = encoder.encode(pending[i : i + BATCH_SAMPLES])
+        out.append((encoder.subject, event_id, body))
+    return out
+
+
+class Publisher:
+    """Publishes scraped batches from one task, pipelined, so that a scrape never waits for
+    JetStream's acks (an fsync each): the scrape loop hands its batches over and goes on. When
+    JetStream falls behind by ``max_pending`` batches, new ones are dropped and counted (a
+    scrape is a sample of a moment; the next one comes); a refused publish is retried."""
+
+    def __init__(
+        self, js: JetStreamContext, metrics: CollectorMetrics, max_pending: int = 20_000
+    ) -> None:
+        self.js = js
+        self.metrics = metrics
+        self.queue: asyncio.Queue[Message] = asyncio.Queue(max_pending)
+        self.dropped = 0
+
+    def submit(self, batches: Iterable[Message]) -> None:
+        for batch in batches:
+            try:
+                self.queue.put_nowait(batch)
+            except asyncio.QueueFull:
+                self.dropped += 1
+                self.metrics.scrape_dropped.inc()
+
+    async def run(self) -> None:
+        while True:
+            group = [await self.queue.get()]
+            while not self.queue.empty() and len(group) < 1000:
+                group.append(self.queue.get_nowait())
+            while True:
+                try:
+                    await self._publish(group)
+                    break
+                except Exception as exc:  # NATS away or JetStream refusing: same ids, again
+                    log.warning("%d scraped batches not published yet: %s", len(group), exc)
+                    await asyncio.sleep(1.0)
+
+    async def _publish(self, group: list[Message]) -> None:
+        futures = [
+            await self.js.publish_async(subject, body, headers={"Nats-Msg-Id": event_id})
+            for subject, event_id, body in group
+        ]
+        await asyncio.gather(*futures)
 
 
 class Scraper:
@@ -125,6 +164,10 @@ class Scraper:
         self.max_labels = max_labels
         self.on_scrape = on_scrape
         self.tasks: dict[str, tuple[Target, asyncio.Task[None]]] = {}
+        self.encoders: dict[str, Encoder] = {}
+        self._up: dict[str, bool] = {}
+        self.publisher = Publisher(js, metrics)
+        self._publishing: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
 
     def session(self) -> aiohttp.ClientSession:
@@ -137,11 +180,15 @@ class Scraper:
 
     def sync(self, targets: Iterable[Target]) -> None:
         """Start the targets that are new or changed, stop those that went."""
+        if self._publishing is None:
+            self._publishing = asyncio.ensure_future(self.publisher.run())
         wanted = {t.key: t for t in targets if t.shard(self.shard_count) == self.shard_index}
         for key, (target, task) in list(self.tasks.items()):
             if wanted.get(key) != target:
                 task.cancel()
                 del self.tasks[key]
+                self.encoders.pop(key, None)
+                self._up.pop(key, None)
         for key, target in wanted.items():
             if key not in self.tasks:
                 task = asyncio.ensure_future(self._run_target(target))
@@ -162,10 +209,14 @@ class Scraper:
 
     async def stop(self) -> None:
         tasks = [task for _, task in self.tasks.values()]
+        if self._publishing is not None:
+            tasks.append(self._publishing)
+            self._publishing = None
         self.tasks.clear()
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -211,22 +262,31 @@ class Scraper:
         except (ScrapeError, ExpositionError, aiohttp.ClientError, TimeoutError, OSError) as exc:
             error = str(exc) or type(exc).__name__
             parsed = Parsed()
+            if isinstance(exc, ExpositionError):
+                self.metrics.rejected_batches.labels(reason="malformed").inc()
         duration = self.clock.monotonic() - started
         up = not error
         self.metrics.scrapes.labels(outcome="ok" if up else "failed").inc()
         for reason, n in parsed.refused.items():
             self.metrics.rejected_samples.labels(reason=reason).inc(n)
-        if error:
-            log.info("scrape of %s (%s) failed: %s", target.key, target.url, error)
+        if self._up.get(target.key) != up:  # say so when a target goes down or comes back
+            if error:
+                log.warning("scrape of %s (%s) failed: %s", target.key, target.url, error)
+            elif target.key in self._up:
+                log.info("scrape of %s (%s) works again", target.key, target.url)
+            self._up[target.key] = up
         report = {
             "up": 1.0 if up else 0.0,
             "scrape_duration_seconds": duration,
             "scrape_samples_scraped": float(parsed.scraped),
         }
-        try:
-            await publish_many(self.js, batches_of(target, parsed, at, report))
-        except Exception as exc:
-            log.warning("samples of %s not published: %s", target.key, exc)
+        encoder = self.encoders.get(target.key)
+        if encoder is None:
+            encoder = self.encoders[target.key] = Encoder(
+                target.namespace, target.source, origin="scrape"
+            )
+        labels = target.target_labels()
+        self.publisher.submit(encode(encoder, parsed, micros(at), labels, report))
         result = ScrapeReport(target, delay, duration, up, len(parsed.samples), error)
         if self.on_scrape is not None:
             self.on_scrape(result)

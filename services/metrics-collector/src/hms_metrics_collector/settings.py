@@ -40,6 +40,12 @@ class MetricsCollectorSettings(ServiceSettings):
         default=1, ge=1, description="Scrape shards: each target is scraped by one of them"
     )
     scrape: bool = Field(default=True, description="Scrape targets (off: store and answer only)")
+    prometheus_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s]+$",
+        description="A Prometheus-compatible backend: samples are also remote-written to it "
+        "(/api/v1/write) and queries go through its HTTP API (/api/v1/query_range)",
+    )
 
     @model_validator(mode="after")
     def _shard_in_range(self) -> MetricsCollectorSettings:

@@ -181,6 +181,11 @@ class SqliteStore:
     def series_count(self, namespace: str) -> int:
         return self._count.get(namespace, 0)
 
+    def expired(self, namespace: str, name: str, labels: str, now_ms: int) -> bool:
+        """Whether a pushed series' TTL has run out (an unknown series has none)."""
+        entry = self._ids.get((namespace, name, labels))
+        return entry is not None and entry.expires_ms is not None and entry.expires_ms <= now_ms
+
     async def write(self, batches: Sequence[StoredBatch]) -> int:
         await self.start()
         now = ms(datetime.now(UTC))

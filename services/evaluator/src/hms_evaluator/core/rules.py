@@ -137,6 +137,10 @@ class RuleEngine:
         one's firing alerts resolve."""
         wanted = {a.key(): a for a in alerts}
         out: list[Announcement] = []
+        if wanted.keys() == self.rules.keys() and all(
+            r.alert is wanted[k] or r.alert == wanted[k] for k, r in self.rules.items()
+        ):
+            return out  # nothing changed: keep the series index
         for key, old in list(self.rules.items()):
             if wanted.get(key) == old.alert:
                 continue

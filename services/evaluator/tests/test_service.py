@@ -11,7 +11,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from hms_contracts import AlertFiring, AlertResolved, MetricSampleBatch, catalogue, specs
+from hms_contracts import (
+    AlertFiring,
+    AlertResolved,
+    MetricSampleBatch,
+    SlaBreached,
+    SloStatusReported,
+    catalogue,
+    specs,
+)
 from hms_contracts.bus import BusEvent
 from hms_contracts.config import Alert, Job, Slo, parse_object
 from hms_evaluator.adapters import StaticConfig
@@ -19,6 +27,7 @@ from hms_evaluator.app import create_service
 from hms_evaluator.evaluation import Evaluation
 from hms_evaluator.settings import EvaluatorSettings
 from hms_kit import FakeClock, Service, ensure_stream
+from hms_ops.configstore import ConfigStore
 from hms_testing import NatsHandle, running, wait_until
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
@@ -118,12 +127,9 @@ def evaluation_of(service: Service) -> Evaluation:
 
 async def ingested(service: Service, count: int) -> None:
     await wait_until(
-        lambda: (
-            (e := service.broker.context.get("evaluation")) is not None
-            and e.engine.ingested + e.engine.dropped >= count
-        ),
+        lambda: (e := service.broker.context.get("evaluation")) is not None and e.read >= count,
         timeout=20,
-        message=f"{count} samples ingested",
+        message=f"{count} samples read",
     )
 
 
@@ -288,3 +294,160 @@ async def wait_for_alerts(js: JetStreamContext, count: int) -> list[BusEvent]:
     await wait_until(enough, timeout=20, message=f"{count} alert event(s)")
     assert len(found) == count, found
     return found
+
+
+# --- SLOs, deadlines, the registry and bad input -------------------------------------------
+
+
+async def push_counters(js: JetStreamContext, at: datetime, good: float, total: float) -> None:
+    samples = [
+        {"name": "filings.ok", "value": good, "observed_at": at},
+        {"name": "filings.all", "value": total, "observed_at": at},
+    ]
+    batch = MetricSampleBatch.create(
+        namespace=NS, occurred_at=at, source=f"c{next(_unique)}", origin="push", samples=samples
+    )
+    await js.publish(batch.subject(), batch.model_dump_json().encode())
+
+
+def filings_slo(name: str, **fields: Any) -> Slo:
+    doc = {"good": "filings.ok", "total": "filings.all", "min_events": 50}
+    burn = [{"long": "10m", "short": "2m", "factor": 10, "severity": "critical"}]
+    return Slo.model_validate(
+        {"namespace": NS, "name": name, "objective": 99, "burn_alerts": burn, **doc, **fields}
+    )
+
+
+async def test_a_synthetic_budget_burn_fires_the_burn_rate_alert_and_turns_the_badge(
+    nats_server: NatsHandle, js: JetStreamContext, tmp_path: Path
+) -> None:
+    await streams(js)
+    clock = TickingClock(start_of_minute())
+    slo = filings_slo("filings_within_2s")
+    async with evaluator(nats_server, tmp_path, clock, slos=[slo]) as service:
+        good = total = 0.0
+        for minute in range(14):
+            errors = 0.5 if minute >= 10 else 0.0  # 10 healthy minutes, then half fail
+            total += 100
+            good += 100 * (1 - errors)
+            await push_counters(js, clock.now(), good, total)
+            await ingested(service, 2 * (minute + 1))
+            await clock.tick(60)
+        alerts = await wait_for_alerts(js, 1)
+        statuses = await announced(js, specs.SLOS.name)
+    [fired] = alerts
+    assert isinstance(fired, AlertFiring)
+    assert fired.rule_id == "filings_within_2s:burn_10m_2m"
+    assert fired.labels["slo"] == "filings_within_2s"
+    assert fired.value > 10
+    colours = [s.status for s in statuses if isinstance(s, SloStatusReported)]
+    assert colours[0] == "green"
+    assert colours[-1] in ("yellow", "red")
+
+
+async def test_low_traffic_does_not_page_on_a_few_failures(
+    nats_server: NatsHandle, js: JetStreamContext, tmp_path: Path
+) -> None:
+    await streams(js)
+    clock = TickingClock(start_of_minute())
+    slo = filings_slo("rare_filings")
+    async with evaluator(nats_server, tmp_path, clock, slos=[slo]) as service:
+        good = total = 0.0
+        for minute in range(12):
+            total += 2  # two filings a minute: 24 in the long window, below 50
+            good += 0 if minute >= 8 else 2  # then every one fails
+            await push_counters(js, clock.now(), good, total)
+            await ingested(service, 2 * (minute + 1))
+            await clock.tick(60)
+        tracker = next(iter(evaluation_of(service).slos.trackers.values()))
+        assert tracker.sums(600, clock.now().timestamp())[1] < 50
+    assert [e for e in await announced(js) if isinstance(e, AlertFiring)] == []
+
+
+def hourly_job(name: str) -> Job:
+    return Job.model_validate(
+        {
+            "namespace": NS,
+            "name": name,
+            "schedule": "0 * * * *",
+            "queue": f"{name}_q",
+            "sla_minutes": 30,
+            "command": ["true"],
+        }
+    )
+
+
+async def test_a_dead_scheduler_is_a_not_fired_breach_before_the_deadline_passes_unnoticed(
+    nats_server: NatsHandle, js: JetStreamContext, tmp_path: Path
+) -> None:
+    await streams(js)
+    slot = start_of_minute().replace(minute=0) + timedelta(hours=1)
+    clock = TickingClock(slot - timedelta(minutes=5))
+    fired_job, idle_job = hourly_job("nightly_export"), hourly_job("claims_sweep")
+    waiting = idle_job.run_at(slot, slot)  # enqueued, but no worker takes it
+    await js.publish(
+        waiting.subject(), waiting.model_dump_json().encode(), headers={"Nats-Msg-Id": "w"}
+    )
+    async with evaluator(nats_server, tmp_path, clock, jobs=[fired_job, idle_job]):
+        await clock.tick(5 * 60)  # the slot
+        await clock.tick(29 * 60)
+        assert await announced(js) == []
+        await clock.tick(60)  # the deadline: nothing started
+        breaches = await wait_for_alerts(js, 2)
+    by_job = {b.job_id: b for b in breaches if isinstance(b, SlaBreached)}
+    assert by_job["nightly_export"].reason == "not_fired"
+    assert by_job["claims_sweep"].reason == "queue_wait"
+    assert by_job["nightly_export"].subject() == f"sla.breach.{NS}"
+    assert by_job["nightly_export"].deadline == slot + timedelta(minutes=30)
+
+
+async def test_rules_come_from_the_registry_and_a_change_is_followed_without_restart(
+    nats_server: NatsHandle, js: JetStreamContext, tmp_path: Path
+) -> None:
+    await streams(js)
+    clock = TickingClock(start_of_minute())
+    service = create_service(
+        EvaluatorSettings(nats_url=nats_server.url, state_dir=tmp_path, heartbeat_interval_s=60),
+        clock=clock,
+    )
+    async with running(service):
+        await wait_until(lambda: service.broker.context.get("evaluation") is not None, timeout=20)
+        store = ConfigStore(await js.key_value(specs.CONFIG.bucket), author="test")
+        await store.apply([alert(**{"for": "0s"})])
+        await wait_until(lambda: service.config.objects("alert"), timeout=20)
+        await clock.tick(1)
+        assert len(evaluation_of(service).engine.rules) == 1
+        await push(js, clock.now(), 5000.0)
+        [fired] = await wait_for_alerts(js, 1)
+    assert isinstance(fired, AlertFiring)
+
+
+async def test_a_batch_that_speaks_for_another_namespace_is_dead_lettered(
+    nats_server: NatsHandle, js: JetStreamContext, tmp_path: Path
+) -> None:
+    await streams(js)
+    clock = TickingClock(start_of_minute())
+    async with evaluator(nats_server, tmp_path, clock, alerts=[alert(**{"for": "0s"})]) as svc:
+        forged = MetricSampleBatch.create(
+            namespace="ssa",
+            occurred_at=clock.now(),
+            source="forged",
+            origin="push",
+            samples=[{"name": "api.latency_p99", "value": 5000, "observed_at": clock.now()}],
+        )
+        await js.publish(f"ops.metric.{NS}.forged", forged.model_dump_json().encode())
+        await js.publish(f"ops.metric.{NS}.junk", b"{not json")
+        await wait_until(
+            lambda: (
+                svc.metrics.registry.get_sample_value(
+                    "hms_messages_total",
+                    {"consumer": "evaluator_metrics", "outcome": "dead_lettered"},
+                )
+                == 2
+            ),
+            timeout=20,
+        )
+        dlq = await js.stream_info(specs.DLQ.name)
+        assert dlq.state.messages == 2
+        assert evaluation_of(svc).engine.ingested == 0
+    assert await announced(js) == []

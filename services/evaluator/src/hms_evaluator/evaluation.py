@@ -49,7 +49,7 @@ class EvaluatorMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = registry or CollectorRegistry()
         self.samples = Counter(
-            "hms_evaluator_samples", "Samples read from metric batches", ["outcome"], registry=r
+            "hms_evaluator_samples", "Samples read from metric batches", registry=r
         )
         self.alerts = Counter("hms_evaluator_alerts", "Alerts announced", ["change"], registry=r)
         self.breaches = Counter(
@@ -90,6 +90,8 @@ class Evaluation:
         self.slos = SloBook()
         self.deadlines = DeadlineWatch()
         self.replayed_seq = 0
+        #: samples read from metric batches (those of metrics nothing uses included)
+        self.read = 0
         self._status_at: dict[str, float] = {}
         self._colour: dict[str, str] = {}
         self._outbox = False
@@ -130,11 +132,11 @@ class Evaluation:
         for batch in batches:
             if batch.seq <= self.replayed_seq:
                 continue  # the replay already read it
-            before = engine.ingested + engine.dropped
             touched |= engine.ingest(batch.namespace, batch.samples)
             if slos.trackers:
                 slos.ingest(batch.namespace, batch.samples, engine.parse_time)
-            self.metrics.samples.labels("evaluated").inc(engine.ingested + engine.dropped - before)
+            self.read += len(batch.samples)
+            self.metrics.samples.inc(len(batch.samples))
         return touched
 
     async def on_metrics(self, deliveries: Sequence[Delivery[ReceivedBatch]]) -> None:

@@ -100,6 +100,7 @@ def evaluate_with(on_evaluated: Callable[[float], None] | None = None) -> Loop:
             enqueued=WorkQueues(service.js, settings.queue_scan_limit),
             on_evaluated=on_evaluated,
         )
+        evaluation.fresh_s = settings.fresh_s
         await evaluation.start()
         if settings.replay:
             await _rebuild_windows(service, evaluation)
@@ -109,6 +110,7 @@ def evaluate_with(on_evaluated: Callable[[float], None] | None = None) -> Loop:
             ReceivedBatch,
             evaluation.on_metrics,
             batch=settings.batch,
+            fetch_timeout=settings.fetch_timeout_s,
             decode=decode_metrics,
         )
         runs = BatchConsumer.for_service(

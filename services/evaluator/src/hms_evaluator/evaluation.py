@@ -28,6 +28,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from .adapters import SqliteLedger
 from .core.deadlines import DeadlineWatch
 from .core.rules import Announcement, RuleEngine
+from .core.samples import Sample
 from .core.slo import SloBook, SloTracker
 from .ports import ConfigSource
 
@@ -40,7 +41,7 @@ class ReceivedBatch:
     its samples as documents, its stream sequence and when JetStream stored it."""
 
     namespace: str
-    samples: list[Any]
+    samples: list[Sample]
     seq: int
     stored_at: float
 
@@ -90,6 +91,8 @@ class Evaluation:
         self.slos = SloBook()
         self.deadlines = DeadlineWatch()
         self.replayed_seq = 0
+        #: a binding evaluated by a sample this recently is not evaluated again on a tick
+        self.fresh_s = 1.0
         #: samples read from metric batches (those of metrics nothing uses included)
         self.read = 0
         self._status_at: dict[str, float] = {}
@@ -177,7 +180,7 @@ class Evaluation:
         async with self._lock:
             t = now.timestamp()
             events = await self._sync_config(now)
-            announced = self.engine.tick(t)
+            announced = self.engine.tick(t, fresh_s=self.fresh_s)
             events += [a.event for a in announced]
             slo_writes: list[tuple[str, Any]] = []
             for tracker in self.slos.trackers.values():

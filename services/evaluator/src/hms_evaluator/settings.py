@@ -17,6 +17,19 @@ class EvaluatorSettings(ServiceSettings):
         default=1.0, gt=0, le=60, description="How often for timers, no-data, SLOs and deadlines"
     )
     batch: int = Field(default=256, ge=1, le=10_000, description="Metric batches pulled per fetch")
+    fetch_timeout_s: float = Field(
+        default=0.025,
+        gt=0,
+        le=5,
+        description="Longest a fetch waits to fill its batch once the stream is idle: bounds "
+        "the delay a quiet stream adds to a breach's detection",
+    )
+    fresh_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="A series a sample evaluated this recently is not evaluated again by a "
+        "tick (alerts pending or firing always are): bounds a tick's work under load",
+    )
     slo_status_every_s: float = Field(
         default=60.0, gt=0, description="Each SLO's status is published this often"
     )

@@ -50,6 +50,12 @@ def resources_with(clock: Clock | None = None, config: ConfigSource | None = Non
     return opened
 
 
+resources = resources_with()
+"""What the leader loop uses, opened once per process and closed after it: the clock, the
+ledger (SQLite in the state directory, opened on first use), the config source and the
+evaluator's metrics."""
+
+
 async def _rebuild_windows(service: Service, evaluation: Evaluation) -> None:
     """Read back the metric batches of the longest rule window, so windows hold what they
     held before the restart (the durable consumer goes on from where it was acked)."""

@@ -22,8 +22,10 @@ from hms_contracts import (
 )
 from hms_contracts.bus import BusEvent
 from hms_contracts.config import Alert, Job, Slo, parse_object
-from hms_evaluator.adapters import StaticConfig
-from hms_evaluator.app import create_service
+from hms_evaluator.adapters import SqliteLedger, StaticConfig
+from hms_evaluator.app import LEDGER_FILE, create_service
+from hms_evaluator.core.rules import RuleEngine
+from hms_evaluator.core.samples import sample as make_sample
 from hms_evaluator.evaluation import Evaluation
 from hms_evaluator.settings import EvaluatorSettings
 from hms_kit import FakeClock, Service, ensure_stream
@@ -451,3 +453,24 @@ async def test_a_batch_that_speaks_for_another_namespace_is_dead_lettered(
         assert dlq.state.messages == 2
         assert evaluation_of(svc).engine.ingested == 0
     assert await announced(js) == []
+
+
+async def test_an_announcement_stored_but_not_yet_published_goes_out_on_the_next_start(
+    nats_server: NatsHandle, js: JetStreamContext, tmp_path: Path
+) -> None:
+    await streams(js)
+    clock = TickingClock(start_of_minute())
+    engine = RuleEngine()
+    rule = alert(**{"for": "0s"})
+    engine.set_rules([rule], clock.now().timestamp())
+    batch = [make_sample("api.latency_p99", 5000.0, clock.now())]
+    [fired] = engine.evaluate(engine.ingest(NS, batch), clock.now().timestamp())
+    ledger = SqliteLedger(tmp_path / LEDGER_FILE)
+    await ledger.commit(engine.drain_dirty(), [fired.event])  # then the process died
+    await ledger.close()
+    await push(js, clock.now(), 5000.0)  # the sample it read (the replay reads it back)
+    async with evaluator(nats_server, tmp_path, clock, alerts=[rule]) as service:
+        [sent] = await wait_for_alerts(js, 1)
+        [binding] = evaluation_of(service).engine.bindings()
+        assert binding.state.phase == "firing"  # restored, not fired again
+    assert sent == fired.event

@@ -102,17 +102,15 @@ class Evaluation:
 
     # --- start ------------------------------------------------------------------------------
 
-    async def start(self, *, evaluate: bool = True) -> None:
+    async def start(self) -> None:
         """Take back the state of the previous run, follow the current config and send what
-        the outbox still holds. With ``evaluate`` False (a replay follows) nothing is
-        evaluated yet."""
+        the outbox still holds; nothing is evaluated before the first batch or tick."""
         self.engine.restore(await self.ledger.alert_states())
         marks, runs, durations = await self.ledger.deadline_state()
         self.deadlines.restore(marks, runs, durations)
         self._outbox = True
         async with self._lock:
-            await self._sync_config(self.clock.now())
-            await self._publish_outbox()
+            await self._settle(await self._sync_config(self.clock.now()), [])
 
     async def _sync_config(self, now: datetime) -> list[BusEvent]:
         t = now.timestamp()
@@ -222,7 +220,10 @@ class Evaluation:
         if events:
             self._outbox = True
         if self._outbox:
-            await self._publish_outbox()
+            try:
+                await self._publish_outbox()
+            except Exception as exc:  # stored in the outbox: the next tick sends them
+                log.warning("announcements wait in the outbox: %s", exc or type(exc).__name__)
 
     async def _publish_outbox(self) -> None:
         rows = await self.ledger.outbox()

@@ -474,3 +474,32 @@ async def test_an_announcement_stored_but_not_yet_published_goes_out_on_the_next
         [binding] = evaluation_of(service).engine.bindings()
         assert binding.state.phase == "firing"  # restored, not fired again
     assert sent == fired.event
+
+
+async def test_slo_counts_survive_a_restart_and_the_replay_does_not_count_them_twice(
+    nats_server: NatsHandle, js: JetStreamContext, tmp_path: Path
+) -> None:
+    await streams(js)
+    clock = TickingClock(start_of_minute())
+    slo = filings_slo("filings_within_2s")
+    rule = alert(window="10m")  # a rule, so the restart replays the stream
+    good = total = 0.0
+    async with evaluator(nats_server, tmp_path, clock, alerts=[rule], slos=[slo]) as service:
+        for minute in range(4):
+            total += 100
+            good += 99
+            await push_counters(js, clock.now(), good, total)
+            await ingested(service, 2 * (minute + 1))
+            await clock.tick(60)
+        [tracker] = evaluation_of(service).slos.trackers.values()
+        before = tracker.sums(3600, clock.now().timestamp())
+    assert before == (297.0, 300.0)
+    async with evaluator(nats_server, tmp_path, clock, alerts=[rule], slos=[slo]) as service:
+        [tracker] = evaluation_of(service).slos.trackers.values()
+        assert tracker.sums(3600, clock.now().timestamp()) == before
+        total += 100
+        good += 50
+        replayed = evaluation_of(service).read
+        await push_counters(js, clock.now(), good, total)
+        await ingested(service, replayed + 2)
+        assert tracker.sums(3600, clock.now().timestamp()) == (347.0, 400.0)

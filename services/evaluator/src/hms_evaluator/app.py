@@ -71,7 +71,7 @@ async def _rebuild_windows(service: Service, evaluation: Evaluation) -> None:
                 batches.append(decode_metrics(msg))
             except ValueError:
                 continue
-        evaluation.ingest(batches)
+        evaluation.ingest(batches, slos=False)
 
     last = await replay_metrics(service.js, since, handle, inbox_prefix=service.inbox_prefix)
     evaluation.replayed_seq = last

@@ -126,16 +126,17 @@ class Evaluation:
 
     # --- metrics ----------------------------------------------------------------------------
 
-    def ingest(self, batches: Sequence[ReceivedBatch]) -> set[Any]:
-        """Feed batches to the windows (no evaluation): the bindings touched."""
+    def ingest(self, batches: Sequence[ReceivedBatch], *, slos: bool = True) -> set[Any]:
+        """Feed batches to the windows (no evaluation): the bindings touched. A replay passes
+        ``slos=False``: SLO counts are kept in the ledger, and counted twice otherwise."""
         touched: set[Any] = set()
-        engine, slos = self.engine, self.slos
+        engine, book = self.engine, self.slos
         for batch in batches:
             if batch.seq <= self.replayed_seq:
                 continue  # the replay already read it
             touched |= engine.ingest(batch.namespace, batch.samples)
-            if slos.trackers:
-                slos.ingest(batch.namespace, batch.samples, engine.parse_time)
+            if slos and book.trackers:
+                book.ingest(batch.namespace, batch.samples, engine.parse_time)
             self.read += len(batch.samples)
             self.metrics.samples.inc(len(batch.samples))
         return touched

@@ -64,7 +64,6 @@ CONFIG_SEED: dict[str, bytes] = {
             {"namespace": "acme", "id": "rescore", "schedule": "0 0 * * *", "queue": "q"}
             | {"sla_minutes": 60, "command": ["true"]}
         ),
-        ScrapeTarget(namespace="acme", name="portal", url="http://127.0.0.1:9100/metrics"),
         Slo(
             namespace="acme", name="filings", objective=0.99, metric="filings.seconds", threshold=2
         ),

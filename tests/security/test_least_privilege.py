@@ -10,15 +10,27 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
-from hms_contracts import specs, topology
+from hms_contracts import MetricSampleBatch, specs, subjects, topology
+from hms_contracts.config import Job
+from hms_evaluator.adapters import replay_metrics
 from hms_kit import ConfigWatcher
 from hms_kit.provision import stream_config
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 
-from .conftest import CONFIG_SEED, VICTIM, Attacker, heartbeat, snapshot
+from .conftest import (
+    CONFIG_SEED,
+    VICTIM,
+    Attacker,
+    SecuredStack,
+    connect_as,
+    heartbeat,
+    snapshot,
+)
 
 Attack = Callable[[Attacker], Awaitable[None]]
 
@@ -243,3 +255,45 @@ async def test_a_service_user_still_does_its_own_work(
             for info in await admin_js.consumers_info(stream):
                 await admin_js.delete_consumer(stream, info.name)
     assert attacker.violations == []
+
+
+async def test_the_evaluator_rebuilds_windows_and_looks_into_work_queues_as_itself(
+    secured_stack: SecuredStack, admin_js: JetStreamContext
+) -> None:
+    now = datetime.now(UTC)
+    batch = MetricSampleBatch.create(
+        namespace="acme",
+        occurred_at=now,
+        source="seeded",
+        origin="push",
+        samples=[{"name": "api.latency_p99", "value": 1.0, "observed_at": now}],
+    )
+    await admin_js.publish(batch.subject(), batch.model_dump_json().encode())
+    job = Job.model_validate(
+        {"namespace": "acme", "id": "waits", "schedule": "0 0 * * *", "queue": "waits_q"}
+        | {"sla_minutes": 60, "command": ["true"]}
+    )
+    waiting = job.run_at(now, now)
+    await admin_js.publish(waiting.subject(), waiting.model_dump_json().encode())
+    evaluator = await connect_as(secured_stack, topology.service("evaluator"))
+    try:
+        read: list[object] = []
+
+        async def handle(msgs: list[Any]) -> None:
+            read.extend(msgs)
+
+        replay = replay_metrics(
+            evaluator.js,
+            now - timedelta(minutes=5),
+            handle,
+            inbox_prefix=subjects.inbox_prefix("evaluator"),
+        )
+        assert await evaluator.attempt(replay) == "done"
+        assert read, "the replay consumer read the batch back"
+        peek = evaluator.js.get_msg(
+            specs.JOB_RUNS.name, seq=1, subject=waiting.subject(), next=True
+        )
+        assert await evaluator.attempt(peek) == "done", "it reads the work queue, never takes"
+        assert not evaluator.violations, evaluator.violations
+    finally:
+        await evaluator.nc.close()

@@ -110,7 +110,13 @@ class Playbook(Declaration):
 
 
 class Alert(Declaration):
-    """An alert rule: ``metric`` meets ``condition`` (``"> 1000"``) for ``window`` (``"5m"``)."""
+    """An alert rule: ``metric`` meets ``condition`` (``"> 1000"``) for ``window`` (``"5m"``).
+
+    The keywords are the rule's other fields (``for_`` is the rule's ``for``): an
+    ``aggregation`` over the window (``"p99"``, ``"avg"``, ``"rate"``, ...), ``keep_firing_for``,
+    label ``matchers`` (``['route=~"/claims/.*"']``), ``labels``, ``no_data`` (``"ok"``,
+    ``"alert"``, ``"keep_state"``), ``histogram``.
+    """
 
     kind = "alert"
 
@@ -123,6 +129,13 @@ class Alert(Declaration):
         *,
         severity: str | None = None,
         description: str | None = None,
+        aggregation: str | None = None,
+        for_: str | None = None,
+        keep_firing_for: str | None = None,
+        matchers: Sequence[str] | Mapping[str, str] | None = None,
+        labels: Mapping[str, str] | None = None,
+        no_data: str | None = None,
+        histogram: bool | None = None,
     ) -> None:
         super().__init__(
             name=name,
@@ -131,6 +144,15 @@ class Alert(Declaration):
             window=window,
             severity=severity,
             description=description,
+            aggregation=aggregation,
+            keep_firing_for=keep_firing_for,
+            matchers=(dict(matchers) if isinstance(matchers, Mapping) else list(matchers))
+            if matchers
+            else None,
+            labels=dict(labels) if labels else None,
+            no_data=no_data,
+            histogram=histogram,
+            **{"for": for_},
         )
         self.playbook: Playbook | None = None
 

@@ -6,9 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from hms_contracts import AlertFiring, AlertResolved
 from hms_contracts.config import Alert, parse_object
 from hms_evaluator.core.rules import Announcement, RuleEngine
+from hms_evaluator.core.samples import Sample
+from hms_evaluator.core.samples import sample as make_sample
 
 NS = "usds_unemployment"
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC).timestamp()
@@ -21,12 +24,11 @@ def rule(**fields: Any) -> Alert:
     return obj
 
 
-def sample(value: float, t: float, name: str = "api.latency_p99", **labels: str) -> dict[str, Any]:
-    stamp = datetime.fromtimestamp(t, UTC).isoformat()
-    return {"name": name, "value": value, "labels": labels, "observed_at": stamp}
+def sample(value: float, t: float, name: str = "api.latency_p99", **labels: str) -> Sample:
+    return make_sample(name, value, datetime.fromtimestamp(t, UTC), labels)
 
 
-def feed(engine: RuleEngine, t: float, *samples: dict[str, Any]) -> list[Announcement]:
+def feed(engine: RuleEngine, t: float, *samples: Sample) -> list[Announcement]:
     return engine.evaluate(engine.ingest(NS, list(samples)), t)
 
 
@@ -165,11 +167,12 @@ def test_a_removed_rule_resolves_its_firing_alerts() -> None:
 def test_unreadable_samples_of_watched_metrics_are_counted_not_fatal() -> None:
     engine = RuleEngine()
     engine.set_rules([rule(**{"for": "0s"})], T0)
-    bad: list[dict[str, Any]] = [
-        {"name": "api.latency_p99", "value": "NaN", "observed_at": "2026-03-01T12:00:00Z"},
-        {"name": "api.latency_p99", "value": 5, "observed_at": "yesterday"},
-        {"name": "api.latency_p99", "value": 5, "observed_at": "2026-03-01T12:00:00"},
-        {"value": 5},
+    bad = [
+        make_sample("api.latency_p99", float("inf"), "2026-03-01T12:00:00Z"),
+        make_sample("api.latency_p99", 5, "yesterday"),
+        make_sample("api.latency_p99", 5, "2026-03-01T12:00:00"),  # no time zone
+        Sample("api.latency_p99", 5, "2026-03-01T12:00:00Z", msgspec.Raw(b'{"route": 7}')),
     ]
     assert feed(engine, T0, *bad) == []
     assert engine.dropped == 4
+    assert engine.ingested == 0

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from hms_contracts.config import Slo
 from hms_contracts.config.slos import DEFAULT_BURN_WINDOWS
+from hms_evaluator.core.samples import Sample, sample
 from hms_evaluator.core.slo import SloBook, SloTracker, burn_rate
 
 NS = "usds_unemployment"
@@ -107,13 +108,10 @@ def test_a_histogram_slo_counts_the_threshold_bucket_as_good_and_a_counter_reset
     book = SloBook()
     [tracker] = book.set_slos([slo])
 
-    def at(t: float, good: float, total: float, other: float) -> list[dict[str, Any]]:
-        stamp = datetime.fromtimestamp(t, UTC).isoformat()
+    def at(t: float, good: float, total: float, other: float) -> list[Sample]:
+        stamp = datetime.fromtimestamp(t, UTC)
         rows = [("2", good), ("+Inf", total), ("1", other)]
-        return [
-            {"name": "f.seconds_bucket", "value": v, "labels": {"le": le}, "observed_at": stamp}
-            for le, v in rows
-        ]
+        return [sample("f.seconds_bucket", v, stamp, {"le": le}) for le, v in rows]
 
     parse = datetime.fromisoformat
     book.ingest(NS, at(T0, 0, 0, 0), lambda s: parse(s).timestamp())

@@ -10,21 +10,60 @@ evaluates every binding, which drives ``for`` and ``keep_firing_for`` timers and
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import operator
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from hms_contracts import AlertFiring, AlertResolved
-from hms_contracts.config import Alert
+from hms_contracts.config import Alert, Matcher
 from hms_contracts.config.rules import QUANTILES
 
+from .samples import LABELS, Sample
 from .states import AlertState, Change, fingerprint, step
 from .windows import HistogramWindow, Window, bucket_bound
 
 LabelKey = tuple[tuple[str, str], ...]
+Adder = Callable[[float, float], bool]
+_OPERATORS: dict[str, Callable[[float, float], bool]] = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
 BUCKET_SUFFIX = "_bucket"
+
+
+def compile_matchers(matchers: Sequence[Matcher]) -> Callable[[dict[str, str]], bool]:
+    """One function checking a series' labels against every matcher (a missing label reads
+    as empty, regular expressions match whole values, as in Prometheus)."""
+    equal = tuple((m.label, m.value) for m in matchers if m.op == "=")
+    differ = tuple((m.label, m.value) for m in matchers if m.op == "!=")
+    patterns = tuple(
+        (m.label, re.compile(m.value), m.op == "=~") for m in matchers if m.op in ("=~", "!~")
+    )
+
+    def matches(labels: dict[str, str]) -> bool:
+        get = labels.get
+        for label, value in equal:
+            if get(label, "") != value:
+                return False
+        for label, value in differ:
+            if get(label, "") == value:
+                return False
+        for label, pattern, wanted in patterns:
+            if (pattern.fullmatch(get(label, "")) is not None) is not wanted:
+                return False
+        return True
+
+    return matches
 
 
 def label_key(labels: Mapping[str, str]) -> LabelKey:
@@ -45,6 +84,7 @@ class Binding:
     state: AlertState
     fingerprint: str
     placeholder: bool = False  # the rule's no-data stand-in when it has no series at all
+    evaluated_at: float = -math.inf
 
     def value(self, now: float) -> float | None:
         return self.window.value(now)
@@ -59,6 +99,9 @@ class CompiledRule:
     for_s: float
     keep_s: float
     series_name: str
+    op: Callable[[float, float], bool]
+    threshold: float
+    matcher: Callable[[dict[str, str]], bool]
     bindings: dict[LabelKey, Binding] = field(default_factory=dict)
 
     @property
@@ -74,10 +117,13 @@ class CompiledRule:
             alert.for_td.total_seconds(),
             alert.keep_firing_td.total_seconds(),
             name,
+            _OPERATORS[alert.condition.operator],
+            alert.condition.threshold,
+            compile_matchers(alert.matchers),
         )
 
-    def matches(self, labels: Mapping[str, str]) -> bool:
-        return all(m.matches(dict(labels)) for m in self.alert.matchers)
+    def matches(self, labels: dict[str, str]) -> bool:
+        return self.matcher(labels)
 
     def new_window(self) -> Window | HistogramWindow:
         if self.alert.histogram:
@@ -118,8 +164,9 @@ class RuleEngine:
     def __init__(self) -> None:
         self.rules: dict[str, CompiledRule] = {}
         self._watch: dict[tuple[str, str], list[CompiledRule]] = {}
-        # (namespace, series name, labels) -> [(binding, bucket bound or None)]
-        self._series: dict[tuple[str, str, LabelKey], list[tuple[Binding, float | None]]] = {}
+        self._names: dict[str, set[str]] = {}  # namespace -> series names rules use
+        # namespace -> series name -> raw labels -> [(the window's add, binding)]
+        self._series: dict[str, dict[str, dict[bytes, list[tuple[Adder, Binding]]]]] = {}
         self._restored: dict[tuple[str, str], StoredState] = {}
         self._times: dict[str, float] = {}
         self.dirty: set[Binding] = set()
@@ -137,6 +184,10 @@ class RuleEngine:
         one's firing alerts resolve."""
         wanted = {a.key(): a for a in alerts}
         out: list[Announcement] = []
+        if wanted.keys() == self.rules.keys() and all(
+            r.alert is wanted[k] or r.alert == wanted[k] for k, r in self.rules.items()
+        ):
+            return out  # nothing changed: keep the series index
         for key, old in list(self.rules.items()):
             if wanted.get(key) == old.alert:
                 continue
@@ -157,9 +208,10 @@ class RuleEngine:
         return out
 
     def _reindex(self) -> None:
-        self._watch = {}
+        self._watch, self._names = {}, {}
         for rule in self.rules.values():
             self._watch.setdefault((rule.alert.namespace, rule.series_name), []).append(rule)
+            self._names.setdefault(rule.alert.namespace, set()).add(rule.series_name)
         self._series.clear()
         for rule in self.rules.values():
             for stored in [s for (k, _), s in self._restored.items() if k == rule.key]:
@@ -201,62 +253,77 @@ class RuleEngine:
         return t
 
     def _bindings_of(
-        self, namespace: str, name: str, key: LabelKey, labels: Mapping[str, str]
-    ) -> list[tuple[Binding, float | None]]:
-        found: list[tuple[Binding, float | None]] = []
+        self, namespace: str, name: str, labels: Mapping[str, str]
+    ) -> list[tuple[Adder, Binding]]:
+        found: list[tuple[Adder, Binding]] = []
         for rule in self._watch.get((namespace, name), ()):
-            bound: float | None = None
             series = dict(labels)
-            if rule.alert.histogram:
-                le = series.pop("le", None)
-                if le is None:
-                    continue
-                bound = bucket_bound(le)
+            le = series.pop("le", None) if rule.alert.histogram else None
+            if rule.alert.histogram and le is None:
+                continue
             if not rule.matches(series):
                 continue
             b = rule.binding(label_key(series), series, AlertState())
             b.placeholder = False  # a series without labels is real data, not a stand-in
-            found.append((b, bound))
-        self._series[(namespace, name, key)] = found
+            w = b.window
+            if isinstance(w, HistogramWindow):
+                found.append((functools.partial(w.add_bucket, bucket_bound(le or "")), b))
+            else:
+                found.append((w.add, b))
         return found
 
-    def ingest(self, namespace: str, samples: Sequence[Any]) -> set[Binding]:
-        """Feed one batch's samples (``MetricSample`` documents: name, value, labels,
-        observed_at) to the windows of the series rules use; the bindings touched. Samples
-        of metrics no rule names are skipped unread; an unreadable sample of a watched one is
-        counted in ``dropped``."""
+    def ingest(self, namespace: str, samples: Sequence[Sample]) -> set[Binding]:
+        """Feed one batch's samples to the windows of the series rules use; the bindings
+        touched. Samples of metrics no rule names are skipped unread; an unreadable sample of
+        a watched one (labels, time or value) is counted in ``dropped``."""
         touched: set[Binding] = set()
-        watch, series_map = self._watch, self._series
-        for sample in samples:
-            try:
-                name = sample["name"]
-                if (namespace, name) not in watch:
-                    continue
-                labels = sample.get("labels") or {}
-                key = tuple(sorted(labels.items())) if labels else ()
-                targets = series_map.get((namespace, name, key))
-                if targets is None:
-                    targets = self._bindings_of(namespace, name, key, labels)
-                if not targets:
-                    continue
-                v = sample["value"]
-                if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v):
-                    raise ValueError(f"value {v!r} is not a finite number")
-                t = self.parse_time(sample["observed_at"])
-            except (KeyError, TypeError, ValueError, AttributeError):
-                self.dropped += 1
+        names = self._names.get(namespace)
+        if not names:
+            return touched
+        by_name = self._series.setdefault(namespace, {})
+        times = self._times
+        isfinite = math.isfinite
+        last_name: str | None = None
+        cache: dict[bytes, list[tuple[Adder, Binding]]] | None = None
+        touch = touched.add
+        ingested = dropped = 0
+        for s in samples:
+            name = s.name
+            if name != last_name:
+                last_name = name
+                cache = by_name.setdefault(name, {}) if name in names else None
+            if cache is None:
                 continue
-            self.ingested += 1
-            for b, bound in targets:
-                w = b.window
-                if isinstance(w, Window):
-                    ok = w.add(t, v)
+            raw = bytes(s.labels)
+            targets = cache.get(raw)
+            if targets is None:
+                try:
+                    labels = LABELS.decode(raw)
+                    targets = cache[raw] = self._bindings_of(namespace, name, labels)
+                except (msgspec.DecodeError, ValueError):
+                    dropped += 1
+                    continue
+            if not targets:
+                continue
+            v = s.value
+            t = times.get(s.observed_at)
+            if t is None:
+                try:
+                    t = self.parse_time(s.observed_at)
+                except ValueError:
+                    dropped += 1
+                    continue
+            if not isfinite(v):
+                dropped += 1
+                continue
+            ingested += 1
+            for add, b in targets:
+                if add(t, v):
+                    touch(b)
                 else:
-                    ok = bound is not None and w.add_bucket(bound, t, v)
-                if ok:
-                    touched.add(b)
-                else:
-                    self.dropped += 1
+                    dropped += 1
+        self.ingested += ingested
+        self.dropped += dropped
         return touched
 
     # --- evaluation -------------------------------------------------------------------------
@@ -266,7 +333,8 @@ class RuleEngine:
         out: list[Announcement] = []
         for b in bindings:
             rule = b.rule
-            alert = rule.alert
+            b.evaluated_at = now
+            state = b.state
             if b.placeholder:
                 has_data = any(
                     o.value(now) is not None for o in rule.bindings.values() if o is not b
@@ -274,25 +342,38 @@ class RuleEngine:
                 value: float | None = None if has_data else 0.0
                 holds: bool | None = not has_data
             else:
-                value = b.value(now)
+                value = b.window.value(now)
                 if value is None:
-                    policy = alert.no_data
+                    policy = rule.alert.no_data
                     holds = False if policy == "ok" else (True if policy == "alert" else None)
                 else:
-                    holds = alert.condition.holds(value)
-            before = (b.state.phase, b.state.active_since)
-            change = step(b.state, holds, value, now, for_s=rule.for_s, keep_firing_s=rule.keep_s)
-            if (b.state.phase, b.state.active_since) != before or (
-                holds and b.state.phase == "firing" and rule.keep_s
+                    holds = rule.op(value, rule.threshold)
+                if not holds and state.phase == "inactive":
+                    continue  # the common case: nothing holds, nothing to change
+            phase, since = state.phase, state.active_since
+            change = step(state, holds, value, now, for_s=rule.for_s, keep_firing_s=rule.keep_s)
+            if (
+                state.phase != phase
+                or state.active_since != since
+                or (holds and state.phase == "firing" and rule.keep_s)
             ):
                 self.dirty.add(b)
             if change is not None:
                 out.append(self._announce(b, change, now))
         return out
 
-    def tick(self, now: float) -> list[Announcement]:
-        """Evaluate every binding: ``for`` timers, ``keep_firing_for``, no-data."""
-        return self.evaluate(list(self.bindings()), now)
+    def tick(self, now: float, fresh_s: float = 0.0) -> list[Announcement]:
+        """Evaluate the bindings that need it: every one in an alert (``for`` timers,
+        ``keep_firing_for``) or standing in for no data, and every other one not evaluated
+        in the last ``fresh_s`` seconds (a sample just evaluated it; time alone moves its
+        window and brings no-data)."""
+        stale = now - fresh_s
+        due = [
+            b
+            for b in self.bindings()
+            if b.evaluated_at <= stale or b.state.phase != "inactive" or b.placeholder
+        ]
+        return self.evaluate(due, now)
 
     def bindings(self) -> Iterator[Binding]:
         for rule in self.rules.values():

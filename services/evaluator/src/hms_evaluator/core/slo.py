@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import msgspec
 from hms_contracts import AlertFiring, AlertResolved, SloStatusReported
 from hms_contracts.config import BurnWindow, Slo
 
 from .rules import BUCKET_SUFFIX, LabelKey, at, label_key
+from .samples import LABELS, Sample
 from .states import AlertState, Change, fingerprint, step
 
 Role = Literal["good", "total", "bucket"]
@@ -274,22 +276,21 @@ class SloBook:
     def watched(self, namespace: str, name: str) -> bool:
         return (namespace, name) in self._watch
 
-    def ingest(self, namespace: str, samples: Sequence[Any], parse_time: Any) -> int:
+    def ingest(
+        self, namespace: str, samples: Sequence[Sample], parse_time: Callable[[str], float]
+    ) -> int:
         """Feed a batch's samples; how many were counted."""
         counted = 0
         watch = self._watch
         for sample in samples:
-            try:
-                targets = watch.get((namespace, sample["name"]))
-                if not targets:
-                    continue
-                v = float(sample["value"])
-                if not math.isfinite(v):
-                    continue
-                t = parse_time(sample["observed_at"])
-                labels = sample.get("labels") or {}
-                for tracker, role in targets:
-                    counted += tracker.add(role, labels, t, v)
-            except (KeyError, TypeError, ValueError, AttributeError):
+            targets = watch.get((namespace, sample.name))
+            if not targets or not math.isfinite(sample.value):
                 continue
+            try:
+                t = parse_time(sample.observed_at)
+                labels = LABELS.decode(sample.labels)
+            except (ValueError, msgspec.DecodeError):
+                continue
+            for tracker, role in targets:
+                counted += tracker.add(role, labels, t, sample.value)
         return counted

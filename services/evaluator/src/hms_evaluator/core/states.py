@@ -14,7 +14,6 @@ now (None: leave everything as it is, the ``keep_state`` no-data policy) and the
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from typing import Literal
 
@@ -74,5 +73,6 @@ def step(
 def fingerprint(namespace: str, rule: str, labels: dict[str, str]) -> str:
     """The identity of an alert: its namespace, its rule and its series' labels (16 hex
     characters, as Alertmanager's); the same alert keeps it across firings and restarts."""
-    body = json.dumps([namespace, rule, sorted(labels.items())], separators=(",", ":"))
-    return hashlib.sha256(body.encode()).hexdigest()[:16]
+    # unit and record separators cannot occur in a namespace, a rule name or a label name
+    parts = [namespace, rule, *(f"{k}\x1e{v}" for k, v in sorted(labels.items()))]
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]

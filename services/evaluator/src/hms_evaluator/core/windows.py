@@ -32,119 +32,201 @@ def quantile(ordered: Sequence[float], q: float) -> float:
 
 
 class Window:
-    """One series' samples within ``span`` seconds of now, aggregated by ``aggregation``."""
+    """One series' samples within ``span`` seconds of now, aggregated by ``aggregation``.
 
-    __slots__ = (
-        "_inc",
-        "_mono",
-        "_sorted",
-        "_sum",
-        "aggregation",
-        "last_t",
-        "last_v",
-        "samples",
-        "span",
-    )
+    ``Window(span, aggregation)`` builds the subclass that keeps what that aggregation needs.
+    """
+
+    __slots__ = ("aggregation", "last_t", "last_v", "samples", "span")
+
+    def __new__(cls, span: float, aggregation: str) -> Window:
+        if cls is Window:
+            kind = _KINDS.get(aggregation)
+            if kind is None:
+                raise ValueError(f"unknown aggregation {aggregation!r}")
+            return object.__new__(kind)
+        return object.__new__(cls)
 
     def __init__(self, span: float, aggregation: str) -> None:
-        if aggregation not in _AGGREGATIONS:
-            raise ValueError(f"unknown aggregation {aggregation!r}")
         self.span = span
         self.aggregation = aggregation
         self.last_t = -math.inf
         self.last_v = math.nan
-        #: (time, value) in the window, oldest first (not kept for ``last``, ``max``, ``min``)
+        #: (time, value) in the window, oldest first (kept by the aggregations that need it)
         self.samples: deque[tuple[float, float]] = deque()
-        self._sum = 0.0
-        self._mono: deque[tuple[float, float]] = deque()
-        self._sorted: SortedList | None = SortedList() if aggregation in QUANTILES else None
-        self._inc = 0.0
 
     def add(self, t: float, v: float) -> bool:
         """Take a sample; False when it is older than the newest one (dropped)."""
         if t < self.last_t:
             return False
-        agg = self.aggregation
-        if agg == "rate":
-            if self.samples:
-                prev = self.last_v
-                self._inc += v - prev if v >= prev else v  # a reset starts again from 0
-            self.samples.append((t, v))
-        elif agg == "max" or agg == "min":
-            mono = self._mono
-            if agg == "max":
-                while mono and mono[-1][1] <= v:
-                    mono.pop()
-            else:
-                while mono and mono[-1][1] >= v:
-                    mono.pop()
-            mono.append((t, v))
-        elif agg != "last":
-            self.samples.append((t, v))
-            self._sum += v
-            if self._sorted is not None:
-                self._sorted.add(v)
         self.last_t, self.last_v = t, v
         return True
 
     def expire(self, now: float) -> None:
         """Forget what fell out of the window."""
-        cutoff = now - self.span
-        samples = self.samples
-        if self.aggregation == "rate":
-            while len(samples) > 1 and samples[0][0] < cutoff:
-                _, v0 = samples.popleft()
-                v1 = samples[0][1]
-                self._inc -= v1 - v0 if v1 >= v0 else v1
-            if samples and samples[0][0] < cutoff:
-                samples.popleft()
-                self._inc = 0.0
-            return
-        if self.aggregation in ("max", "min"):
-            while self._mono and self._mono[0][0] < cutoff:
-                self._mono.popleft()
-            return
-        sorted_values = self._sorted
+
+    def value(self, now: float) -> float | None:
+        """The aggregate at ``now``; None when the window holds no sample (no data)."""
+        return self.last_v if self.last_t >= now - self.span else None
+
+
+class _Extreme(Window):
+    """max or min: a monotonic deque of the candidates, oldest first."""
+
+    __slots__ = ("_max", "_mono")
+
+    def __init__(self, span: float, aggregation: str) -> None:
+        super().__init__(span, aggregation)
+        self._mono: deque[tuple[float, float]] = deque()
+        self._max = aggregation == "max"
+
+    def add(self, t: float, v: float) -> bool:
+        if t < self.last_t:
+            return False
+        mono = self._mono
+        if self._max:
+            while mono and mono[-1][1] <= v:
+                mono.pop()
+        else:
+            while mono and mono[-1][1] >= v:
+                mono.pop()
+        mono.append((t, v))
+        self.last_t, self.last_v = t, v
+        return True
+
+    def expire(self, now: float) -> None:
+        cutoff, mono = now - self.span, self._mono
+        while mono and mono[0][0] < cutoff:
+            mono.popleft()
+
+    def value(self, now: float) -> float | None:
+        mono = self._mono
+        if mono and mono[0][0] < now - self.span:
+            self.expire(now)
+        return mono[0][1] if mono else None
+
+
+class _Summed(Window):
+    """sum, count, avg: the samples and their running sum."""
+
+    __slots__ = ("_sum",)
+
+    def __init__(self, span: float, aggregation: str) -> None:
+        super().__init__(span, aggregation)
+        self._sum = 0.0
+
+    def add(self, t: float, v: float) -> bool:
+        if t < self.last_t:
+            return False
+        self.samples.append((t, v))
+        self._sum += v
+        self.last_t, self.last_v = t, v
+        return True
+
+    def expire(self, now: float) -> None:
+        cutoff, samples = now - self.span, self.samples
         while samples and samples[0][0] < cutoff:
-            _, v = samples.popleft()
-            self._sum -= v
-            if sorted_values is not None:
-                sorted_values.remove(v)
+            self._sum -= samples.popleft()[1]
         if not samples:
             self._sum = 0.0  # no drift left over from the removed ones
 
     def value(self, now: float) -> float | None:
-        """The aggregate at ``now``; None when the window holds no sample (no data)."""
-        self.expire(now)
-        agg = self.aggregation
-        if agg == "last":
-            return self.last_v if self.last_t >= now - self.span else None
-        if agg == "max" or agg == "min":
-            return self._mono[0][1] if self._mono else None
         samples = self.samples
+        if samples and samples[0][0] < now - self.span:
+            self.expire(now)
         if not samples:
             return None
+        agg = self.aggregation
         if agg == "count":
             return float(len(samples))
         if agg == "sum":
             return self._sum
-        if agg == "avg":
-            return self._sum / len(samples)
-        if agg == "rate":
-            if len(samples) < 2:
-                return None
-            elapsed = samples[-1][0] - samples[0][0]
-            return self._inc / elapsed if elapsed > 0 else None
-        assert self._sorted is not None
-        return quantile(self._sorted, QUANTILES[agg])
+        return self._sum / len(samples)
+
+
+class _Quantile(Window):
+    """p50 to p99: the samples, and their values in a sorted list."""
+
+    __slots__ = ("_q", "_sorted")
+
+    def __init__(self, span: float, aggregation: str) -> None:
+        super().__init__(span, aggregation)
+        self._sorted = SortedList()
+        self._q = QUANTILES[aggregation]
+
+    def add(self, t: float, v: float) -> bool:
+        if t < self.last_t:
+            return False
+        self.samples.append((t, v))
+        self._sorted.add(v)
+        self.last_t, self.last_v = t, v
+        return True
+
+    def expire(self, now: float) -> None:
+        cutoff, samples, ordered = now - self.span, self.samples, self._sorted
+        while samples and samples[0][0] < cutoff:
+            ordered.remove(samples.popleft()[1])
+
+    def value(self, now: float) -> float | None:
+        samples = self.samples
+        if samples and samples[0][0] < now - self.span:
+            self.expire(now)
+        return quantile(self._sorted, self._q) if samples else None
+
+
+class _Rate(Window):
+    """rate: a counter's samples and the sum of its increases between them."""
+
+    __slots__ = ("_inc",)
+
+    def __init__(self, span: float, aggregation: str) -> None:
+        super().__init__(span, aggregation)
+        self._inc = 0.0
+
+    def add(self, t: float, v: float) -> bool:
+        if t < self.last_t:
+            return False
+        if self.samples:
+            prev = self.last_v
+            self._inc += v - prev if v >= prev else v  # a reset starts again from 0
+        self.samples.append((t, v))
+        self.last_t, self.last_v = t, v
+        return True
+
+    def expire(self, now: float) -> None:
+        cutoff, samples = now - self.span, self.samples
+        while len(samples) > 1 and samples[0][0] < cutoff:
+            _, v0 = samples.popleft()
+            v1 = samples[0][1]
+            self._inc -= v1 - v0 if v1 >= v0 else v1
+        if samples and samples[0][0] < cutoff:
+            samples.popleft()
+            self._inc = 0.0
+
+    def value(self, now: float) -> float | None:
+        self.expire(now)
+        samples = self.samples
+        if len(samples) < 2:
+            return None
+        elapsed = samples[-1][0] - samples[0][0]
+        return self._inc / elapsed if elapsed > 0 else None
 
     def increase(self, now: float) -> float | None:
-        """A counter's increase over the window (``rate`` windows only)."""
+        """The counter's increase over the window."""
         self.expire(now)
         return self._inc if len(self.samples) >= 2 else None
 
 
-_AGGREGATIONS = {"last", "avg", "max", "min", "sum", "count", "rate", *QUANTILES}
+_KINDS: dict[str, type[Window]] = {
+    "last": Window,
+    "max": _Extreme,
+    "min": _Extreme,
+    "sum": _Summed,
+    "count": _Summed,
+    "avg": _Summed,
+    "rate": _Rate,
+    **dict.fromkeys(QUANTILES, _Quantile),
+}
 
 
 def bucket_bound(le: str) -> float:
@@ -193,12 +275,12 @@ class HistogramWindow:
             raise ValueError(f"a histogram reads quantiles, not {aggregation!r}")
         self.span = span
         self.aggregation = aggregation
-        self.buckets: dict[float, Window] = {}
+        self.buckets: dict[float, _Rate] = {}
 
     def add_bucket(self, bound: float, t: float, v: float) -> bool:
         window = self.buckets.get(bound)
         if window is None:
-            window = self.buckets[bound] = Window(self.span, "rate")
+            window = self.buckets[bound] = _Rate(self.span, "rate")
         return window.add(t, v)
 
     def value(self, now: float) -> float | None:

@@ -14,7 +14,7 @@ from typing import Any
 import nats
 import pytest
 from hms_contracts import ServiceHeartbeat, specs, subjects, topology
-from hms_contracts.config import Alert, ConfigEntry, ConfigObject, Job, Metric, Playbook
+from hms_contracts.config import Alert, ConfigEntry, ConfigObject, Job, Metric, Playbook, Silence
 from hms_ops.state import ADMIN_USER, StatePaths, admin_connect
 from hms_stack import namespaces
 from hms_stack.natsserver import NatsServer, free_port
@@ -51,6 +51,10 @@ CONFIG_SEED: dict[str, bytes] = {
         Job.model_validate(
             {"namespace": "acme", "id": "rescore", "schedule": "0 0 * * *", "queue": "q"}
             | {"sla_minutes": 60, "command": ["true"]}
+        ),
+        Silence.model_validate(
+            {"namespace": "acme", "name": "window", "matchers": ['service="api"']}
+            | {"ends_at": "2030-01-01T00:00:00Z", "author": "ops", "reason": "maintenance"}
         ),
     )
 }

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 
 from hms_contracts import AlertFiring, AlertResolved, SlaBreached, decode, specs
 from hms_contracts.bus import BusEvent
+from hms_contracts.config import ConfigObject
 from hms_kit import BatchConsumer, Clock, Delivery, Resources, Service, SystemClock
 from nats.aio.msg import Msg
 
@@ -45,7 +46,11 @@ def resources_with(clock: Clock | None = None, config: ConfigSource | None = Non
         settings = _settings(service)
         store = Store(settings.state_dir / STORE_FILE)
         engine = Engine(
-            store, settings, clock or SystemClock(), config or service.config, lambda: service.js
+            store,
+            settings,
+            clock or SystemClock(),
+            config or WatchedConfig(service),
+            lambda: service.js,
         )
         try:
             yield {
@@ -65,6 +70,17 @@ def resources_with(clock: Clock | None = None, config: ConfigSource | None = Non
 resources = resources_with()
 """What the handlers and the leader loop use: the clock, the store (SQLite in the state
 directory), the engine, the playbook runner and ``acknowledge``."""
+
+
+class WatchedConfig:
+    """The config objects the service's watcher holds (looked up when asked: the watcher
+    starts with the service)."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    def objects(self, kind: str, namespace: str | None = None) -> list[ConfigObject]:
+        return self.service.config.objects(kind, namespace)
 
 
 def signal_of(event: BusEvent) -> Signal:

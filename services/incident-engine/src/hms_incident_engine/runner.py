@@ -68,7 +68,14 @@ class Runner:
         self.settings = engine.settings
         self.store = engine.store
         self.tasks: set[asyncio.Task[None]] = set()
-        self.workdir = Path(tempfile.mkdtemp(prefix="hms-steps-"))
+        self._workdir: Path | None = None
+
+    @property
+    def workdir(self) -> Path:
+        """Where steps run (and their HOME): a private folder, made on first use."""
+        if self._workdir is None:
+            self._workdir = Path(tempfile.mkdtemp(prefix="hms-steps-"))
+        return self._workdir
 
     def start(self, namespace: str, incident_id: str) -> None:
         task = asyncio.create_task(self.run(namespace, incident_id))

@@ -246,3 +246,22 @@ async def test_a_secret_never_appears_on_any_surface(
     for surface, text in surfaces.items():
         assert secret not in text, f"the secret shows in {surface}"
     assert "token is ********" in shown
+
+
+async def test_a_long_steps_output_reaches_the_timeline_while_it_runs(
+    nats_server: NatsHandle, js: JetStreamContext, nc: Client, tmp_path: Path
+) -> None:
+    playbook = rollback_playbook(
+        {"action": "run", "argv": ["sh", "-c", "echo first; sleep 1.5; echo second; sleep 1"]}
+    )
+    async with leading(nats_server, tmp_path, [playbook, latency_rule()]):
+        await send(js, firing())
+        await wait_for_event(js, closed, "the incident closed")
+        iid = (await request(nc, "list", {"status": "all"}))[0]["incident_id"]
+        timeline = (await request(nc, "show", {"incident_id": iid}))["timeline"]
+    kinds = [t["what"] for t in timeline]
+    streamed = [t["text"] for t in timeline if t["what"] == "step_output"]
+    assert streamed
+    assert "first" in streamed[0]
+    assert "second" not in streamed[0], "the first part came before the step went on"
+    assert kinds.index("step_output") < kinds.index("step_ended")

@@ -9,6 +9,7 @@ import json
 import logging
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -58,6 +59,40 @@ def idempotent(step: Step) -> bool:
     if isinstance(step, RunStep | WebhookStep | PythonStep):
         return step.idempotent
     return True
+
+
+class _OutputStream:
+    """A running step's output on the incident's timeline as it comes (masked), at most one
+    entry a second."""
+
+    EVERY_S = 1.0
+
+    def __init__(self, runner: Runner, ns: str, iid: str, index: int) -> None:
+        self.runner = runner
+        self.ns, self.iid, self.index = ns, iid, index
+        self.pending = bytearray()
+        self.last = time.monotonic() - self.EVERY_S  # the first piece goes at once
+        self.written = 0
+
+    async def add(self, chunk: bytes) -> None:
+        self.pending += chunk
+        if time.monotonic() - self.last >= self.EVERY_S:
+            await self.write()
+
+    async def close(self) -> None:
+        if self.written and self.pending:
+            await self.write()
+
+    async def write(self) -> None:
+        text = self.runner.engine.masked(self.pending.decode("utf-8", errors="replace"))
+        self.pending.clear()
+        self.last = time.monotonic()
+        self.written += 1
+        now = self.runner.engine.clock.now()
+        what = f"step {self.index} output"
+        await self.runner.store.tx(
+            lambda tx: tx.note(self.ns, self.iid, now, "step_output", SERVICE, f"{what}:\n{text}")
+        )
 
 
 class Runner:
@@ -379,6 +414,7 @@ class Runner:
                     (pgid, ns, iid, index, attempt),
                 )
 
+            stream = _OutputStream(self, ns, iid, index)
             out = await run_argv(
                 argv,
                 env=env,
@@ -387,7 +423,9 @@ class Runner:
                 grace_s=self.settings.kill_grace_s,
                 cwd=self.workdir,
                 on_spawn=spawned,
+                on_output=stream.add,
             )
+            await stream.close()
             if out.error is not None:
                 return Result("failed", output=out.error, duration_s=out.duration_s)
             if out.timed_out:

@@ -119,12 +119,14 @@ async def lead(service: Service) -> None:
         decoder=_decode,
     )
 
-    async def audit_silences() -> None:
+    async def audit_config() -> None:
+        """Each new version of a silence, playbook or alert rule goes into the audit log."""
         while True:
-            try:
-                await engine.audit_config("silence")
-            except Exception:
-                log.exception("auditing silences failed")
+            for kind in ("silence", "playbook", "alert"):
+                try:
+                    await engine.audit_config(kind)
+                except Exception:
+                    log.exception("auditing %s changes failed", kind)
             await asyncio.sleep(2.0)
 
     subscription = await serve(service.nc, engine)
@@ -134,7 +136,7 @@ async def lead(service: Service) -> None:
             tasks.create_task(consumer.run())
             tasks.create_task(runner.forever())
             tasks.create_task(engine.flush_forever())
-            tasks.create_task(audit_silences())
+            tasks.create_task(audit_config())
     finally:
         service.broker.context.set_global("leading_engine", None)
         with contextlib.suppress(Exception):

@@ -495,7 +495,7 @@ class Engine:
         return index
 
     async def audit_config(self, kind: str) -> None:
-        """Audit each new version of a followed config object of ``kind`` (silences)."""
+        """Audit each new version of a followed config object of ``kind``."""
         now = self.clock.now()
         objects = self.config.objects(kind)
         if not objects:
@@ -513,7 +513,7 @@ class Engine:
                 if seen is not None and seen[0] == body:
                     continue
                 tx.execute("INSERT OR REPLACE INTO config_seen VALUES (?, ?)", (obj.key(), body))
-                detail = {k: str(v) for k, v in obj.document().items() if k not in ("kind",)}
+                detail = {k: self.masked(str(v)) for k, v in obj.document().items() if k != "kind"}
                 author = str(getattr(obj, "author", "registry"))
                 tx.audit(obj.namespace, now, author, f"{kind}.applied", obj.name, detail)
 

@@ -8,6 +8,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -65,6 +66,16 @@ class StaticConfig:
         ]
 
 
+@dataclass(frozen=True)
+class Start:
+    """A run to start: planned in the transaction that opened its incident."""
+
+    namespace: str
+    incident_id: str
+    playbook: Playbook
+    values: dict[str, str]
+
+
 class Engine:
     """The incident engine's state changes, on one store."""
 
@@ -83,7 +94,7 @@ class Engine:
         self._js = js
         self._flush_lock = asyncio.Lock()
         #: incidents whose playbook run should start (the runner takes them)
-        self.started_runs: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        self.started_runs: asyncio.Queue[Start] = asyncio.Queue()
         self.approved = asyncio.Event()
 
     @property
@@ -125,15 +136,15 @@ class Engine:
 
     # --- signals ----------------------------------------------------------------------------
 
-    async def take(self, signals: Sequence[Signal]) -> list[tuple[str, str]]:
+    async def take(self, signals: Sequence[Signal]) -> list[Start]:
         """Apply a batch of signals in one transaction; returns the runs to start."""
         now = self.clock.now()
         silences = [s for s in self.config.objects("silence") if isinstance(s, Silence)]
         alerts = self.config.objects("alert")
         playbooks = self.config.objects("playbook")
 
-        def change(tx: Tx) -> list[tuple[str, str]]:
-            starts: list[tuple[str, str]] = []
+        def change(tx: Tx) -> list[Start]:
+            starts: list[Start] = []
             for sig in signals:
                 if not tx.first_time(sig.event_id):
                     continue
@@ -158,8 +169,10 @@ class Engine:
                     continue
                 iid = self._open(tx, sig, key, now)
                 pb = playbook_for(sig, alerts, playbooks)
-                if pb is not None and self._plan_run(tx, sig, iid, pb, now):
-                    starts.append((sig.namespace, iid))
+                if pb is not None:
+                    values = self._plan_run(tx, sig, iid, pb, now)
+                    if values is not None:
+                        starts.append(Start(sig.namespace, iid, pb, values))
             return starts
 
         starts = await self.store.tx(change)
@@ -277,9 +290,12 @@ class Engine:
         tx.audit(ns, now, SERVICE, "ticket.filed", iid, {"ticket": ticket.ticket_id})
         return ticket
 
-    def _plan_run(self, tx: Tx, sig: Signal, iid: str, pb: Playbook, now: datetime) -> bool:
+    def _plan_run(
+        self, tx: Tx, sig: Signal, iid: str, pb: Playbook, now: datetime
+    ) -> dict[str, str] | None:
         """Record the playbook run of a new incident, unless its parameters do not validate
-        or its target ran too often in the last hour; False when it will not run."""
+        or its target ran too often in the last hour; its parameters, or None when it will
+        not run."""
         ns = sig.namespace
         tx.execute(
             "UPDATE incidents SET playbook = ? WHERE namespace = ? AND incident_id = ?",
@@ -289,7 +305,7 @@ class Engine:
             values = resolve_params(pb.params, sig.labels)
         except ParamError as exc:
             self._refuse(tx, ns, iid, now, pb.name, f"parameters refused: {exc}")
-            return False
+            return None
         target = pb.target(values)
         row = tx.db.execute(
             "SELECT COUNT(*) FROM runs WHERE namespace = ? AND target = ? AND started_at > ?",
@@ -300,13 +316,13 @@ class Engine:
             most = pb.max_runs_per_hour
             why = f"rate limit: {recent} runs of {target} in the last hour (max {most})"
             self._refuse(tx, ns, iid, now, pb.name, why)
-            return False
+            return None
         tx.execute(
             "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, 'running', ?, NULL)",
             (ns, iid, pb.name, pb.model_dump_json(), json.dumps(values), target, ts(now)),
         )
         tx.audit(ns, now, SERVICE, "playbook.planned", iid, {"playbook": pb.name, **values})
-        return True
+        return values
 
     def _refuse(self, tx: Tx, ns: str, iid: str, now: datetime, playbook: str, why: str) -> None:
         why = self.masked(why)

@@ -35,7 +35,7 @@ from hms_contracts.config.incidents import ParamError, render, render_step
 from hms_contracts.incidents import NotifyRequested, StepAction
 
 from .core import SERVICE
-from .engine import Engine
+from .engine import Engine, Start
 from .procs import MARKER_ENV, kill_orphans, run_argv
 from .store import Tx, ts
 
@@ -112,8 +112,9 @@ class Runner:
             self._workdir = Path(tempfile.mkdtemp(prefix="hms-steps-"))
         return self._workdir
 
-    def start(self, namespace: str, incident_id: str) -> None:
-        task = asyncio.create_task(self.run(namespace, incident_id))
+    def start(self, namespace: str, incident_id: str, plan: Start | None = None) -> None:
+        """Run (or resume) an incident's playbook; ``plan``: a fresh run, just planned."""
+        task = asyncio.create_task(self.run(namespace, incident_id, plan))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -121,8 +122,8 @@ class Runner:
         """Start each planned run; on the way out, cancel (and kill) the running ones."""
         try:
             while True:
-                ns, iid = await self.engine.started_runs.get()
-                self.start(ns, iid)
+                plan = await self.engine.started_runs.get()
+                self.start(plan.namespace, plan.incident_id, plan)
         finally:
             for task in list(self.tasks):
                 task.cancel()
@@ -180,22 +181,25 @@ class Runner:
 
     # --- one run ----------------------------------------------------------------------------
 
-    async def run(self, namespace: str, incident_id: str) -> None:
+    async def run(self, namespace: str, incident_id: str, plan: Start | None = None) -> None:
         try:
-            await self._run(namespace, incident_id)
+            await self._run(namespace, incident_id, plan)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("playbook run of %s/%s failed", namespace, incident_id)
 
-    async def _run(self, ns: str, iid: str) -> None:
-        run = await self.store.one(
-            "SELECT * FROM runs WHERE namespace = ? AND incident_id = ?", (ns, iid)
-        )
-        if run is None or run["status"] != "running":
-            return
-        playbook = Playbook.model_validate_json(run["definition"])
-        values: dict[str, str] = json.loads(run["params"])
+    async def _run(self, ns: str, iid: str, plan: Start | None) -> None:
+        if plan is not None:  # just planned: nothing of it ran yet
+            playbook, values = plan.playbook, plan.values
+        else:
+            run = await self.store.one(
+                "SELECT * FROM runs WHERE namespace = ? AND incident_id = ?", (ns, iid)
+            )
+            if run is None or run["status"] != "running":
+                return
+            playbook = Playbook.model_validate_json(run["definition"])
+            values = json.loads(run["params"])
         for index, step in enumerate(playbook.steps):
             incident = await self.store.incident(ns, iid)
             if incident is None or incident["closed_at"] is not None:
@@ -203,11 +207,13 @@ class Runner:
                 await self.store.tx(partial(self._stop, ns, iid, "stopped", why))
                 await self.engine.flush()
                 return
-            last = await self.store.one(
-                "SELECT status, attempt FROM steps WHERE namespace = ? AND incident_id = ? "
-                "AND step_index = ? ORDER BY attempt DESC LIMIT 1",
-                (ns, iid, index),
-            )
+            last = None
+            if plan is None:
+                last = await self.store.one(
+                    "SELECT status, attempt FROM steps WHERE namespace = ? AND incident_id = ? "
+                    "AND step_index = ? ORDER BY attempt DESC LIMIT 1",
+                    (ns, iid, index),
+                )
             if last is not None and last["status"] in ("succeeded", "dry_run"):
                 continue  # done before a restart: never again
             attempt = 1 if last is None else int(last["attempt"]) + 1

@@ -5,6 +5,7 @@ label injection never run, secrets never shown, requests answered."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -205,7 +206,9 @@ async def test_a_secret_never_appears_on_any_surface(
     nc: Client,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     kubectl = stand_in_kubectl(tmp_path, monkeypatch)
     secret = "s3cr3t-token-4242"
     playbook = rollback_playbook(
@@ -239,6 +242,7 @@ async def test_a_secret_never_appears_on_any_surface(
         ),
         "show": shown,
         "audit export": exported,
+        "logs": caplog.text,
         "sqlite": "".join(
             p.read_bytes().decode(errors="replace") for p in store_file.parent.glob("incidents*")
         ),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import TypeVar
 
@@ -23,6 +24,7 @@ from hms_contracts.bus import BusEvent
 from hms_testing import NatsHandle, wait_until
 from hms_testing.incidents import (
     NS,
+    STARTED,
     engine_of,
     firing,
     incident_events,
@@ -81,19 +83,40 @@ async def test_the_same_alert_three_times_opens_one_incident_and_runs_once(
 ) -> None:
     kubectl = stand_in_kubectl(tmp_path, monkeypatch)
     alert = firing()
-    async with leading(nats_server, tmp_path, [rollback_playbook(), latency_rule()]) as service:
-        # the same event redelivered (JetStream dedupes within its window, so bypass it)...
+    objects = [rollback_playbook(), latency_rule()]
+    # the incident stays open after its playbook, so the re-fires find it
+    async with leading(
+        nats_server, tmp_path, objects, resolve_on_playbook_success=False
+    ) as service:
+        # the same event delivered three times (JetStream would dedupe a re-publish within its
+        # window by Nats-Msg-Id: bypass it, as a redelivery or a replay would)...
         for _ in range(3):
             await js.publish(alert.subject(), alert.model_dump_json().encode())
-        # ... and the same problem firing again in new events
-        await send(js, firing(labels={"again": "1"}), firing(labels={"again": "2"}))
-        await wait_for_event(js, closed, "the incident closed")
-        engine = engine_of(service)
+        # ... and the same problem firing again, twice, as new episodes (new events)
+        later = [firing(started=STARTED + timedelta(minutes=m)) for m in (10, 20)]
+        await send(js, *later)
+        registry = service.metrics.registry
+
+        def taken() -> dict[str, float | None]:
+            return {
+                outcome: registry.get_sample_value(
+                    "hms_incident_engine_signals_total", {"outcome": outcome}
+                )
+                for outcome in ("opened", "duplicate", "refired")
+            }
+
         await wait_until(
-            lambda: engine.store.one("SELECT COUNT(*) AS n FROM seen"),
-            message="every delivery seen",
+            lambda: taken() == {"opened": 1.0, "duplicate": 2.0, "refired": 2.0},
+            message=f"every delivery taken: {taken()}",
         )
-        incidents = await engine.store.rows("SELECT * FROM incidents")
+        await wait_for_event(
+            js,
+            lambda s, e: (
+                isinstance(e, IncidentStepRan) and e.status == "succeeded" and e.step_index == 1
+            ),
+            "the playbook ran",
+        )
+        incidents = await engine_of(service).store.rows("SELECT * FROM incidents")
     assert len(incidents) == 1
     assert invocations(kubectl) == ["rollout undo deploy/benefits-api"]
     assert len(of(IncidentOpened, await incident_events(js))) == 1

@@ -20,6 +20,7 @@ from .commands import serve
 from .core import SERVICE, Signal, from_alert, from_breach
 from .engine import ConfigSource, Engine
 from .handlers import router
+from .metrics import EngineMetrics
 from .runner import Runner
 from .settings import IncidentEngineSettings
 from .store import Store
@@ -51,6 +52,7 @@ def resources_with(clock: Clock | None = None, config: ConfigSource | None = Non
             clock or SystemClock(),
             config or WatchedConfig(service),
             lambda: service.js,
+            EngineMetrics(service.metrics.registry),
         )
         try:
             yield {

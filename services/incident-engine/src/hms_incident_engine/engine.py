@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,6 +37,7 @@ from .core import (
     playbook_for,
     silenced_by,
 )
+from .metrics import EngineMetrics
 from .settings import IncidentEngineSettings
 from .store import Store, Tx, ts
 
@@ -86,7 +88,9 @@ class Engine:
         clock: Clock,
         config: ConfigSource,
         js: Callable[[], JetStreamContext],
+        metrics: EngineMetrics | None = None,
     ) -> None:
+        self.metrics = metrics or EngineMetrics()
         self.store = store
         self.settings = settings
         self.clock = clock
@@ -143,12 +147,16 @@ class Engine:
         alerts = self.config.objects("alert")
         playbooks = self.config.objects("playbook")
 
+        outcomes: Counter[str] = Counter()
+
         def change(tx: Tx) -> list[Start]:
             starts: list[Start] = []
             for sig in signals:
                 if not tx.first_time(sig.event_id):
+                    outcomes["duplicate"] += 1
                     continue
                 if sig.kind == "resolved":
+                    outcomes["resolved"] += 1
                     self._resolved(tx, sig, now)
                     continue
                 silence = silenced_by(sig, silences, now)
@@ -161,12 +169,14 @@ class Engine:
                         sig.fingerprint,
                         {"rule": sig.rule_id, "silence": silence.name, "event_id": sig.event_id},
                     )
+                    outcomes["silenced"] += 1
                     continue
                 key = group_key(sig, self.settings.group_by)
                 row = self._open_in_group(tx, sig.namespace, key)
                 if row is not None:
-                    self._joined(tx, row, sig, now)
+                    outcomes["joined" if self._joined(tx, row, sig, now) else "refired"] += 1
                     continue
+                outcomes["opened"] += 1
                 iid = self._open(tx, sig, key, now)
                 pb = playbook_for(sig, alerts, playbooks)
                 if pb is not None:
@@ -176,6 +186,8 @@ class Engine:
             return starts
 
         starts = await self.store.tx(change)
+        for outcome, count in outcomes.items():
+            self.metrics.signals.labels(outcome).inc(count)
         for start in starts:
             self.started_runs.put_nowait(start)
         await self.try_flush()
@@ -195,7 +207,8 @@ class Engine:
         ).fetchone()
         return None if row is None else dict(row)
 
-    def _joined(self, tx: Tx, row: dict[str, Any], sig: Signal, now: datetime) -> None:
+    def _joined(self, tx: Tx, row: dict[str, Any], sig: Signal, now: datetime) -> bool:
+        """Add the signal's alert to an open incident: True when it is new to it."""
         ns, iid = row["namespace"], row["incident_id"]
         added = tx.execute(
             "INSERT OR IGNORE INTO members VALUES (?, ?, ?, 1)", (ns, iid, sig.fingerprint)
@@ -203,12 +216,13 @@ class Engine:
         if added:
             tx.note(ns, iid, now, "alert", sig.source, f"{sig.rule_id} joined: {sig.title}")
             tx.audit(ns, now, SERVICE, "incident.alert_joined", iid, {"rule": sig.rule_id})
-        else:
-            tx.execute(
-                "UPDATE members SET firing = 1 WHERE namespace = ? AND incident_id = ? "
-                "AND fingerprint = ?",
-                (ns, iid, sig.fingerprint),
-            )
+            return True
+        tx.execute(
+            "UPDATE members SET firing = 1 WHERE namespace = ? AND incident_id = ? "
+            "AND fingerprint = ?",
+            (ns, iid, sig.fingerprint),
+        )
+        return False
 
     def _open(self, tx: Tx, sig: Signal, key: str, now: datetime) -> str:
         ns = sig.namespace

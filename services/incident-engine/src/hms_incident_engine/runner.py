@@ -247,6 +247,7 @@ class Runner:
             self.engine.set_status(tx, row, "failed", SERVICE, why, now)
 
     def _end_run(self, tx: Tx, ns: str, iid: str, status: str, now: datetime) -> None:
+        self.engine.metrics.runs.labels(status).inc()
         tx.execute(
             "UPDATE runs SET status = ?, ended_at = ? WHERE namespace = ? AND incident_id = ?",
             (status, ts(now), ns, iid),
@@ -335,6 +336,7 @@ class Runner:
             result = Result("dry_run", output="dry run: rendered, not run")
         else:
             result = await self._execute(ns, iid, playbook, index, step, attempt, values, marker)
+        self.engine.metrics.steps.labels(step.action, result.status).inc()
         result = Result(
             result.status,
             result.exit_code,

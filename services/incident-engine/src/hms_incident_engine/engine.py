@@ -149,40 +149,48 @@ class Engine:
 
         outcomes: Counter[str] = Counter()
 
+        def one(tx: Tx, sig: Signal) -> tuple[str, Start | None]:
+            if not tx.first_time(sig.event_id):
+                return "duplicate", None
+            if sig.kind == "resolved":
+                self._resolved(tx, sig, now)
+                return "resolved", None
+            silence = silenced_by(sig, silences, now)
+            if silence is not None:
+                detail = {"rule": sig.rule_id, "silence": silence.name, "event_id": sig.event_id}
+                tx.audit(sig.namespace, now, SERVICE, "alert.silenced", sig.fingerprint, detail)
+                return "silenced", None
+            key = group_key(sig, self.settings.group_by)
+            row = self._open_in_group(tx, sig.namespace, key)
+            if row is not None:
+                return ("joined" if self._joined(tx, row, sig, now) else "refired"), None
+            iid = self._open(tx, sig, key, now)
+            pb = playbook_for(sig, alerts, playbooks)
+            values = None if pb is None else self._plan_run(tx, sig, iid, pb, now)
+            if pb is None or values is None:
+                return "opened", None
+            return "opened", Start(sig.namespace, iid, pb, values)
+
         def change(tx: Tx) -> list[Start]:
             starts: list[Start] = []
             for sig in signals:
-                if not tx.first_time(sig.event_id):
-                    outcomes["duplicate"] += 1
+                # one signal that cannot be taken (an invalid label from a webhook) is
+                # rolled back alone: the batch goes on, and it is logged and counted
+                tx.execute("SAVEPOINT signal")
+                tails = dict(tx.tails)
+                try:
+                    outcome, start = one(tx, sig)
+                except Exception:
+                    tx.tails = tails  # its audit records are gone with it
+                    tx.execute("ROLLBACK TO signal")
+                    tx.execute("RELEASE signal")
+                    log.exception("signal %s in %s not taken", sig.event_id, sig.namespace)
+                    outcomes["rejected"] += 1
                     continue
-                if sig.kind == "resolved":
-                    outcomes["resolved"] += 1
-                    self._resolved(tx, sig, now)
-                    continue
-                silence = silenced_by(sig, silences, now)
-                if silence is not None:
-                    tx.audit(
-                        sig.namespace,
-                        now,
-                        SERVICE,
-                        "alert.silenced",
-                        sig.fingerprint,
-                        {"rule": sig.rule_id, "silence": silence.name, "event_id": sig.event_id},
-                    )
-                    outcomes["silenced"] += 1
-                    continue
-                key = group_key(sig, self.settings.group_by)
-                row = self._open_in_group(tx, sig.namespace, key)
-                if row is not None:
-                    outcomes["joined" if self._joined(tx, row, sig, now) else "refired"] += 1
-                    continue
-                outcomes["opened"] += 1
-                iid = self._open(tx, sig, key, now)
-                pb = playbook_for(sig, alerts, playbooks)
-                if pb is not None:
-                    values = self._plan_run(tx, sig, iid, pb, now)
-                    if values is not None:
-                        starts.append(Start(sig.namespace, iid, pb, values))
+                tx.execute("RELEASE signal")
+                outcomes[outcome] += 1
+                if start is not None:
+                    starts.append(start)
             return starts
 
         starts = await self.store.tx(change)

@@ -21,6 +21,7 @@ from hms_contracts import (
     specs,
 )
 from hms_contracts.bus import BusEvent
+from hms_contracts.config import Alert
 from hms_testing import NatsHandle, wait_until
 from hms_testing.incidents import (
     NS,
@@ -292,3 +293,29 @@ async def test_a_long_steps_output_reaches_the_timeline_while_it_runs(
     assert "first" in streamed[0]
     assert "second" not in streamed[0], "the first part came before the step went on"
     assert kinds.index("step_output") < kinds.index("step_ended")
+
+
+async def test_the_documents_inline_playbook_on_the_alert_runs(
+    nats_server: NatsHandle, js: JetStreamContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ops_setup.py: ``alert.set_playbook(Playbook.steps([...]))``, steps on the rule itself."""
+    kubectl = stand_in_kubectl(tmp_path, monkeypatch)
+    rule = Alert.model_validate(
+        {
+            "namespace": NS,
+            "name": "sla_latency_breach",
+            "metric": "api.latency_p99",
+            "condition": "> 1000",
+            "window": "5m",
+            "playbook": [
+                "kubectl rollout undo deploy/benefits-api",
+                "notify oncall 'Rollback complete'",
+            ],
+        }
+    )
+    async with leading(nats_server, tmp_path, [rule]):
+        await send(js, firing(rule="sla_latency_breach"))
+        events = await wait_for_event(js, closed, "the incident closed")
+    assert invocations(kubectl) == ["rollout undo deploy/benefits-api"]
+    [notify] = of(NotifyRequested, events)
+    assert notify.playbook == "sla_latency_breach.inline"

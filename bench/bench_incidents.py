@@ -1,7 +1,7 @@
 """The incident engine under a stream of alerts, against the raw request/reply latency of the
 same run.
 
-1,000 alerts/s (``--quick``: for 2 s, else 5 s) across 100 fingerprints, each fingerprint firing
+1,000 alerts/s (``--quick``: for 1 s, else 5 s) across 100 fingerprints, each fingerprint firing
 again and again: the first firing of each opens an incident whose playbook (one ``run`` step,
 ``true``) starts at once; the rest are re-fires the engine must recognise as the same problem.
 An engine runs in this process (its SQLite in a temporary folder) and a core subscriber takes
@@ -205,7 +205,7 @@ async def one_run(url: str, seconds: float) -> tuple[list[float], list[float]]:
 
 
 async def run(ctx: BenchContext) -> list[Record]:
-    seconds = 2.0 if ctx.quick else 5.0
+    seconds = 1.0 if ctx.quick else 5.0
     results = []
     for _ in range(ctx.repeats):
         results.append(await one_run(ctx.url, seconds))

@@ -25,10 +25,12 @@ from hms_testing.incidents import (
     incident_events,
     invocations,
     leading,
+    request,
     rollback_playbook,
     stand_in_kubectl,
     wait_for_event,
 )
+from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 TOKEN = "am-shared-secret-0123456789"
@@ -85,6 +87,25 @@ async def test_the_webhook_needs_the_token_and_a_v4_payload(
         events = await wait_for_event(js, lambda s, e: isinstance(e, IncidentClosed), "closed")
     [opened] = [e for _, e in events if isinstance(e, IncidentOpened)]
     assert (opened.fingerprint, opened.title) == ("c0ffee0123456789", "p99 latency above 1 s")
+
+
+async def test_an_alert_that_cannot_be_taken_leaves_the_others_and_the_chain_whole(
+    nats_server: NatsHandle, js: JetStreamContext, nc: Client, tmp_path: Path
+) -> None:
+    body = payload()
+    good = body["alerts"][0]
+    bad = {**good, "fingerprint": "badbadbadbad0000", "labels": {"bad-label": "x"}}
+    second = {**good, "fingerprint": "0000111122223333"}
+    body["alerts"] = [good, bad, second]
+    async with leading(nats_server, tmp_path, [], alertmanager_token=TOKEN) as service:
+        assert (await post(service, body))[0] == 200
+        rows = await wait_until(
+            lambda: request(nc, "list", {}), message="the good alerts opened incidents"
+        )
+        verified = await request(nc, "audit_verify", {})
+    assert len(rows) == 2
+    assert verified["broken"] is None
+    assert verified["checked"] >= 2
 
 
 async def test_a_webhook_without_a_configured_token_refuses_everything(

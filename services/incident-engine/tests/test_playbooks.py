@@ -5,7 +5,9 @@ label injection never run, secrets never shown, requests answered."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import TypeVar
 
@@ -19,9 +21,11 @@ from hms_contracts import (
     specs,
 )
 from hms_contracts.bus import BusEvent
+from hms_contracts.config import Alert
 from hms_testing import NatsHandle, wait_until
 from hms_testing.incidents import (
     NS,
+    STARTED,
     engine_of,
     firing,
     incident_events,
@@ -80,19 +84,40 @@ async def test_the_same_alert_three_times_opens_one_incident_and_runs_once(
 ) -> None:
     kubectl = stand_in_kubectl(tmp_path, monkeypatch)
     alert = firing()
-    async with leading(nats_server, tmp_path, [rollback_playbook(), latency_rule()]) as service:
-        # the same event redelivered (JetStream dedupes within its window, so bypass it)...
+    objects = [rollback_playbook(), latency_rule()]
+    # the incident stays open after its playbook, so the re-fires find it
+    async with leading(
+        nats_server, tmp_path, objects, resolve_on_playbook_success=False
+    ) as service:
+        # the same event delivered three times (JetStream would dedupe a re-publish within its
+        # window by Nats-Msg-Id: bypass it, as a redelivery or a replay would)...
         for _ in range(3):
             await js.publish(alert.subject(), alert.model_dump_json().encode())
-        # ... and the same problem firing again in new events
-        await send(js, firing(labels={"again": "1"}), firing(labels={"again": "2"}))
-        await wait_for_event(js, closed, "the incident closed")
-        engine = engine_of(service)
+        # ... and the same problem firing again, twice, as new episodes (new events)
+        later = [firing(started=STARTED + timedelta(minutes=m)) for m in (10, 20)]
+        await send(js, *later)
+        registry = service.metrics.registry
+
+        def taken() -> dict[str, float | None]:
+            return {
+                outcome: registry.get_sample_value(
+                    "hms_incident_engine_signals_total", {"outcome": outcome}
+                )
+                for outcome in ("opened", "duplicate", "refired")
+            }
+
         await wait_until(
-            lambda: engine.store.one("SELECT COUNT(*) AS n FROM seen"),
-            message="every delivery seen",
+            lambda: taken() == {"opened": 1.0, "duplicate": 2.0, "refired": 2.0},
+            message=f"every delivery taken: {taken()}",
         )
-        incidents = await engine.store.rows("SELECT * FROM incidents")
+        await wait_for_event(
+            js,
+            lambda s, e: (
+                isinstance(e, IncidentStepRan) and e.status == "succeeded" and e.step_index == 1
+            ),
+            "the playbook ran",
+        )
+        incidents = await engine_of(service).store.rows("SELECT * FROM incidents")
     assert len(incidents) == 1
     assert invocations(kubectl) == ["rollout undo deploy/benefits-api"]
     assert len(of(IncidentOpened, await incident_events(js))) == 1
@@ -205,7 +230,9 @@ async def test_a_secret_never_appears_on_any_surface(
     nc: Client,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     kubectl = stand_in_kubectl(tmp_path, monkeypatch)
     secret = "s3cr3t-token-4242"
     playbook = rollback_playbook(
@@ -239,6 +266,7 @@ async def test_a_secret_never_appears_on_any_surface(
         ),
         "show": shown,
         "audit export": exported,
+        "logs": caplog.text,
         "sqlite": "".join(
             p.read_bytes().decode(errors="replace") for p in store_file.parent.glob("incidents*")
         ),
@@ -246,3 +274,48 @@ async def test_a_secret_never_appears_on_any_surface(
     for surface, text in surfaces.items():
         assert secret not in text, f"the secret shows in {surface}"
     assert "token is ********" in shown
+
+
+async def test_a_long_steps_output_reaches_the_timeline_while_it_runs(
+    nats_server: NatsHandle, js: JetStreamContext, nc: Client, tmp_path: Path
+) -> None:
+    playbook = rollback_playbook(
+        {"action": "run", "argv": ["sh", "-c", "echo first; sleep 1.5; echo second; sleep 1"]}
+    )
+    async with leading(nats_server, tmp_path, [playbook, latency_rule()]):
+        await send(js, firing())
+        await wait_for_event(js, closed, "the incident closed")
+        iid = (await request(nc, "list", {"status": "all"}))[0]["incident_id"]
+        timeline = (await request(nc, "show", {"incident_id": iid}))["timeline"]
+    kinds = [t["what"] for t in timeline]
+    streamed = [t["text"] for t in timeline if t["what"] == "step_output"]
+    assert streamed
+    assert "first" in streamed[0]
+    assert "second" not in streamed[0], "the first part came before the step went on"
+    assert kinds.index("step_output") < kinds.index("step_ended")
+
+
+async def test_the_documents_inline_playbook_on_the_alert_runs(
+    nats_server: NatsHandle, js: JetStreamContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ops_setup.py: ``alert.set_playbook(Playbook.steps([...]))``, steps on the rule itself."""
+    kubectl = stand_in_kubectl(tmp_path, monkeypatch)
+    rule = Alert.model_validate(
+        {
+            "namespace": NS,
+            "name": "sla_latency_breach",
+            "metric": "api.latency_p99",
+            "condition": "> 1000",
+            "window": "5m",
+            "playbook": [
+                "kubectl rollout undo deploy/benefits-api",
+                "notify oncall 'Rollback complete'",
+            ],
+        }
+    )
+    async with leading(nats_server, tmp_path, [rule]):
+        await send(js, firing(rule="sla_latency_breach"))
+        events = await wait_for_event(js, closed, "the incident closed")
+    assert invocations(kubectl) == ["rollout undo deploy/benefits-api"]
+    [notify] = of(NotifyRequested, events)
+    assert notify.playbook == "sla_latency_breach.inline"

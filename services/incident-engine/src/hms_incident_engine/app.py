@@ -22,6 +22,7 @@ from .engine import ConfigSource, Engine
 from .escalation import escalate_forever, escalation_resources
 from .escalation import router as escalation_router
 from .handlers import router
+from .metrics import EngineMetrics
 from .runner import Runner
 from .settings import IncidentEngineSettings
 from .store import Store
@@ -40,17 +41,6 @@ def _settings(service: Service) -> IncidentEngineSettings:
     return service.settings
 
 
-class _Following:
-    """The service's config watcher, looked up at each read: it starts after the resources
-    are built."""
-
-    def __init__(self, service: Service) -> None:
-        self.service = service
-
-    def objects(self, kind: str, namespace: str | None = None) -> list[ConfigObject]:
-        return self.service.config.objects(kind, namespace)
-
-
 def resources_with(clock: Clock | None = None, config: ConfigSource | None = None) -> Resources:
     """The incident-engine's resources, with the clock or the config source replaced (tests)."""
 
@@ -62,8 +52,9 @@ def resources_with(clock: Clock | None = None, config: ConfigSource | None = Non
             store,
             settings,
             clock or SystemClock(),
-            config or _Following(service),
+            config or WatchedConfig(service),
             lambda: service.js,
+            EngineMetrics(service.metrics.registry),
         )
         try:
             async with escalation_resources(service, engine.clock) as escalation:
@@ -85,6 +76,17 @@ def resources_with(clock: Clock | None = None, config: ConfigSource | None = Non
 resources = resources_with()
 """What the handlers and the leader loop use: the clock, the store (SQLite in the state
 directory), the engine, the playbook runner and ``acknowledge``."""
+
+
+class WatchedConfig:
+    """The config objects the service's watcher holds (looked up when asked: the watcher
+    starts with the service)."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    def objects(self, kind: str, namespace: str | None = None) -> list[ConfigObject]:
+        return self.service.config.objects(kind, namespace)
 
 
 def signal_of(event: BusEvent) -> Signal:
@@ -123,12 +125,14 @@ async def lead(service: Service) -> None:
         decode=_decode,
     )
 
-    async def audit_silences() -> None:
+    async def audit_config() -> None:
+        """Each new version of a silence, playbook or alert rule goes into the audit log."""
         while True:
-            try:
-                await engine.audit_config("silence")
-            except Exception:
-                log.exception("auditing silences failed")
+            for kind in ("silence", "playbook", "alert"):
+                try:
+                    await engine.audit_config(kind)
+                except Exception:
+                    log.exception("auditing %s changes failed", kind)
             await asyncio.sleep(2.0)
 
     subscription = await serve(service.nc, engine)
@@ -138,7 +142,7 @@ async def lead(service: Service) -> None:
             tasks.create_task(consumer.run())
             tasks.create_task(runner.forever())
             tasks.create_task(engine.flush_forever())
-            tasks.create_task(audit_silences())
+            tasks.create_task(audit_config())
     finally:
         service.broker.context.set_global("leading_engine", None)
         with contextlib.suppress(Exception):

@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -35,6 +37,7 @@ from .core import (
     playbook_for,
     silenced_by,
 )
+from .metrics import EngineMetrics
 from .settings import IncidentEngineSettings
 from .store import Store, Tx, ts
 
@@ -65,6 +68,16 @@ class StaticConfig:
         ]
 
 
+@dataclass(frozen=True)
+class Start:
+    """A run to start: planned in the transaction that opened its incident."""
+
+    namespace: str
+    incident_id: str
+    playbook: Playbook
+    values: dict[str, str]
+
+
 class Engine:
     """The incident engine's state changes, on one store."""
 
@@ -75,7 +88,9 @@ class Engine:
         clock: Clock,
         config: ConfigSource,
         js: Callable[[], JetStreamContext],
+        metrics: EngineMetrics | None = None,
     ) -> None:
+        self.metrics = metrics or EngineMetrics()
         self.store = store
         self.settings = settings
         self.clock = clock
@@ -83,7 +98,7 @@ class Engine:
         self._js = js
         self._flush_lock = asyncio.Lock()
         #: incidents whose playbook run should start (the runner takes them)
-        self.started_runs: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        self.started_runs: asyncio.Queue[Start] = asyncio.Queue()
         self.approved = asyncio.Event()
 
     @property
@@ -125,44 +140,62 @@ class Engine:
 
     # --- signals ----------------------------------------------------------------------------
 
-    async def take(self, signals: Sequence[Signal]) -> list[tuple[str, str]]:
+    async def take(self, signals: Sequence[Signal]) -> list[Start]:
         """Apply a batch of signals in one transaction; returns the runs to start."""
         now = self.clock.now()
         silences = [s for s in self.config.objects("silence") if isinstance(s, Silence)]
         alerts = self.config.objects("alert")
         playbooks = self.config.objects("playbook")
 
-        def change(tx: Tx) -> list[tuple[str, str]]:
-            starts: list[tuple[str, str]] = []
+        outcomes: Counter[str] = Counter()
+
+        def one(tx: Tx, sig: Signal) -> tuple[str, Start | None]:
+            if not tx.first_time(sig.event_id):
+                return "duplicate", None
+            if sig.kind == "resolved":
+                self._resolved(tx, sig, now)
+                return "resolved", None
+            silence = silenced_by(sig, silences, now)
+            if silence is not None:
+                detail = {"rule": sig.rule_id, "silence": silence.name, "event_id": sig.event_id}
+                tx.audit(sig.namespace, now, SERVICE, "alert.silenced", sig.fingerprint, detail)
+                return "silenced", None
+            key = group_key(sig, self.settings.group_by)
+            row = self._open_in_group(tx, sig.namespace, key)
+            if row is not None:
+                return ("joined" if self._joined(tx, row, sig, now) else "refired"), None
+            iid = self._open(tx, sig, key, now)
+            pb = playbook_for(sig, alerts, playbooks)
+            values = None if pb is None else self._plan_run(tx, sig, iid, pb, now)
+            if pb is None or values is None:
+                return "opened", None
+            return "opened", Start(sig.namespace, iid, pb, values)
+
+        def change(tx: Tx) -> list[Start]:
+            starts: list[Start] = []
             for sig in signals:
-                if not tx.first_time(sig.event_id):
+                # one signal that cannot be taken (an invalid label from a webhook) is
+                # rolled back alone: the batch goes on, and it is logged and counted
+                tx.execute("SAVEPOINT signal")
+                tails = dict(tx.tails)
+                try:
+                    outcome, start = one(tx, sig)
+                except Exception:
+                    tx.tails = tails  # its audit records are gone with it
+                    tx.execute("ROLLBACK TO signal")
+                    tx.execute("RELEASE signal")
+                    log.exception("signal %s in %s not taken", sig.event_id, sig.namespace)
+                    outcomes["rejected"] += 1
                     continue
-                if sig.kind == "resolved":
-                    self._resolved(tx, sig, now)
-                    continue
-                silence = silenced_by(sig, silences, now)
-                if silence is not None:
-                    tx.audit(
-                        sig.namespace,
-                        now,
-                        SERVICE,
-                        "alert.silenced",
-                        sig.fingerprint,
-                        {"rule": sig.rule_id, "silence": silence.name, "event_id": sig.event_id},
-                    )
-                    continue
-                key = group_key(sig, self.settings.group_by)
-                row = self._open_in_group(tx, sig.namespace, key)
-                if row is not None:
-                    self._joined(tx, row, sig, now)
-                    continue
-                iid = self._open(tx, sig, key, now)
-                pb = playbook_for(sig, alerts, playbooks)
-                if pb is not None and self._plan_run(tx, sig, iid, pb, now):
-                    starts.append((sig.namespace, iid))
+                tx.execute("RELEASE signal")
+                outcomes[outcome] += 1
+                if start is not None:
+                    starts.append(start)
             return starts
 
         starts = await self.store.tx(change)
+        for outcome, count in outcomes.items():
+            self.metrics.signals.labels(outcome).inc(count)
         for start in starts:
             self.started_runs.put_nowait(start)
         await self.try_flush()
@@ -182,7 +215,8 @@ class Engine:
         ).fetchone()
         return None if row is None else dict(row)
 
-    def _joined(self, tx: Tx, row: dict[str, Any], sig: Signal, now: datetime) -> None:
+    def _joined(self, tx: Tx, row: dict[str, Any], sig: Signal, now: datetime) -> bool:
+        """Add the signal's alert to an open incident: True when it is new to it."""
         ns, iid = row["namespace"], row["incident_id"]
         added = tx.execute(
             "INSERT OR IGNORE INTO members VALUES (?, ?, ?, 1)", (ns, iid, sig.fingerprint)
@@ -190,12 +224,13 @@ class Engine:
         if added:
             tx.note(ns, iid, now, "alert", sig.source, f"{sig.rule_id} joined: {sig.title}")
             tx.audit(ns, now, SERVICE, "incident.alert_joined", iid, {"rule": sig.rule_id})
-        else:
-            tx.execute(
-                "UPDATE members SET firing = 1 WHERE namespace = ? AND incident_id = ? "
-                "AND fingerprint = ?",
-                (ns, iid, sig.fingerprint),
-            )
+            return True
+        tx.execute(
+            "UPDATE members SET firing = 1 WHERE namespace = ? AND incident_id = ? "
+            "AND fingerprint = ?",
+            (ns, iid, sig.fingerprint),
+        )
+        return False
 
     def _open(self, tx: Tx, sig: Signal, key: str, now: datetime) -> str:
         ns = sig.namespace
@@ -277,9 +312,12 @@ class Engine:
         tx.audit(ns, now, SERVICE, "ticket.filed", iid, {"ticket": ticket.ticket_id})
         return ticket
 
-    def _plan_run(self, tx: Tx, sig: Signal, iid: str, pb: Playbook, now: datetime) -> bool:
+    def _plan_run(
+        self, tx: Tx, sig: Signal, iid: str, pb: Playbook, now: datetime
+    ) -> dict[str, str] | None:
         """Record the playbook run of a new incident, unless its parameters do not validate
-        or its target ran too often in the last hour; False when it will not run."""
+        or its target ran too often in the last hour; its parameters, or None when it will
+        not run."""
         ns = sig.namespace
         tx.execute(
             "UPDATE incidents SET playbook = ? WHERE namespace = ? AND incident_id = ?",
@@ -289,7 +327,7 @@ class Engine:
             values = resolve_params(pb.params, sig.labels)
         except ParamError as exc:
             self._refuse(tx, ns, iid, now, pb.name, f"parameters refused: {exc}")
-            return False
+            return None
         target = pb.target(values)
         row = tx.db.execute(
             "SELECT COUNT(*) FROM runs WHERE namespace = ? AND target = ? AND started_at > ?",
@@ -300,13 +338,13 @@ class Engine:
             most = pb.max_runs_per_hour
             why = f"rate limit: {recent} runs of {target} in the last hour (max {most})"
             self._refuse(tx, ns, iid, now, pb.name, why)
-            return False
+            return None
         tx.execute(
             "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, 'running', ?, NULL)",
             (ns, iid, pb.name, pb.model_dump_json(), json.dumps(values), target, ts(now)),
         )
         tx.audit(ns, now, SERVICE, "playbook.planned", iid, {"playbook": pb.name, **values})
-        return True
+        return values
 
     def _refuse(self, tx: Tx, ns: str, iid: str, now: datetime, playbook: str, why: str) -> None:
         why = self.masked(why)
@@ -495,7 +533,7 @@ class Engine:
         return index
 
     async def audit_config(self, kind: str) -> None:
-        """Audit each new version of a followed config object of ``kind`` (silences)."""
+        """Audit each new version of a followed config object of ``kind``."""
         now = self.clock.now()
         objects = self.config.objects(kind)
         if not objects:
@@ -513,7 +551,7 @@ class Engine:
                 if seen is not None and seen[0] == body:
                     continue
                 tx.execute("INSERT OR REPLACE INTO config_seen VALUES (?, ?)", (obj.key(), body))
-                detail = {k: str(v) for k, v in obj.document().items() if k not in ("kind",)}
+                detail = {k: self.masked(str(v)) for k, v in obj.document().items() if k != "kind"}
                 author = str(getattr(obj, "author", "registry"))
                 tx.audit(obj.namespace, now, author, f"{kind}.applied", obj.name, detail)
 

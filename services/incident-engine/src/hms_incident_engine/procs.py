@@ -30,13 +30,22 @@ class Outcome:
     error: str | None = None
 
 
-async def _collect(stream: asyncio.StreamReader, cap: int, into: bytearray) -> bool:
-    """Read to EOF, keeping the first ``cap`` bytes; whether anything was cut."""
+OnOutput = Callable[[bytes], Awaitable[None]]
+
+
+async def _collect(
+    stream: asyncio.StreamReader, cap: int, into: bytearray, on_output: OnOutput | None
+) -> bool:
+    """Read to EOF, keeping the first ``cap`` bytes (each kept chunk handed to ``on_output``
+    as it comes); whether anything was cut."""
     cut = False
     while chunk := await stream.read(65536):
         room = cap - len(into)
         if room > 0:
-            into += chunk[:room]
+            kept = chunk[:room]
+            into += kept
+            if on_output is not None:
+                await on_output(kept)
         cut |= len(chunk) > room
     return cut
 
@@ -55,9 +64,11 @@ async def run_argv(
     grace_s: float = 2.0,
     cwd: Path | None = None,
     on_spawn: Callable[[int], Awaitable[None]] | None = None,
+    on_output: OnOutput | None = None,
 ) -> Outcome:
     """Run ``argv``; ``on_spawn(pgid)`` is awaited as soon as the group exists (the caller
-    records it, so a restart can kill the group)."""
+    records it, so a restart can kill the group), ``on_output`` with each piece of the kept
+    output as it comes."""
     started = time.monotonic()
     try:
         proc = await asyncio.create_subprocess_exec(
@@ -74,7 +85,7 @@ async def run_argv(
     pgid = proc.pid  # a new session's leader leads its own group
     buffer = bytearray()
     assert proc.stdout is not None
-    reader = asyncio.ensure_future(_collect(proc.stdout, cap, buffer))
+    reader = asyncio.ensure_future(_collect(proc.stdout, cap, buffer, on_output))
     timed_out = False
     try:
         if on_spawn is not None:

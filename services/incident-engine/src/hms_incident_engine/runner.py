@@ -9,6 +9,7 @@ import json
 import logging
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -34,7 +35,7 @@ from hms_contracts.config.incidents import ParamError, render, render_step
 from hms_contracts.incidents import NotifyRequested, StepAction
 
 from .core import SERVICE
-from .engine import Engine
+from .engine import Engine, Start
 from .procs import MARKER_ENV, kill_orphans, run_argv
 from .store import Tx, ts
 
@@ -60,6 +61,40 @@ def idempotent(step: Step) -> bool:
     return True
 
 
+class _OutputStream:
+    """A running step's output on the incident's timeline as it comes (masked), at most one
+    entry a second."""
+
+    EVERY_S = 1.0
+
+    def __init__(self, runner: Runner, ns: str, iid: str, index: int) -> None:
+        self.runner = runner
+        self.ns, self.iid, self.index = ns, iid, index
+        self.pending = bytearray()
+        self.last = time.monotonic() - self.EVERY_S  # the first piece goes at once
+        self.written = 0
+
+    async def add(self, chunk: bytes) -> None:
+        self.pending += chunk
+        if time.monotonic() - self.last >= self.EVERY_S:
+            await self.write()
+
+    async def close(self) -> None:
+        if self.written and self.pending:
+            await self.write()
+
+    async def write(self) -> None:
+        text = self.runner.engine.masked(self.pending.decode("utf-8", errors="replace"))
+        self.pending.clear()
+        self.last = time.monotonic()
+        self.written += 1
+        now = self.runner.engine.clock.now()
+        what = f"step {self.index} output"
+        await self.runner.store.tx(
+            lambda tx: tx.note(self.ns, self.iid, now, "step_output", SERVICE, f"{what}:\n{text}")
+        )
+
+
 class Runner:
     """Runs the playbooks of one engine."""
 
@@ -68,10 +103,18 @@ class Runner:
         self.settings = engine.settings
         self.store = engine.store
         self.tasks: set[asyncio.Task[None]] = set()
-        self.workdir = Path(tempfile.mkdtemp(prefix="hms-steps-"))
+        self._workdir: Path | None = None
 
-    def start(self, namespace: str, incident_id: str) -> None:
-        task = asyncio.create_task(self.run(namespace, incident_id))
+    @property
+    def workdir(self) -> Path:
+        """Where steps run (and their HOME): a private folder, made on first use."""
+        if self._workdir is None:
+            self._workdir = Path(tempfile.mkdtemp(prefix="hms-steps-"))
+        return self._workdir
+
+    def start(self, namespace: str, incident_id: str, plan: Start | None = None) -> None:
+        """Run (or resume) an incident's playbook; ``plan``: a fresh run, just planned."""
+        task = asyncio.create_task(self.run(namespace, incident_id, plan))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -79,8 +122,8 @@ class Runner:
         """Start each planned run; on the way out, cancel (and kill) the running ones."""
         try:
             while True:
-                ns, iid = await self.engine.started_runs.get()
-                self.start(ns, iid)
+                plan = await self.engine.started_runs.get()
+                self.start(plan.namespace, plan.incident_id, plan)
         finally:
             for task in list(self.tasks):
                 task.cancel()
@@ -138,22 +181,25 @@ class Runner:
 
     # --- one run ----------------------------------------------------------------------------
 
-    async def run(self, namespace: str, incident_id: str) -> None:
+    async def run(self, namespace: str, incident_id: str, plan: Start | None = None) -> None:
         try:
-            await self._run(namespace, incident_id)
+            await self._run(namespace, incident_id, plan)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("playbook run of %s/%s failed", namespace, incident_id)
 
-    async def _run(self, ns: str, iid: str) -> None:
-        run = await self.store.one(
-            "SELECT * FROM runs WHERE namespace = ? AND incident_id = ?", (ns, iid)
-        )
-        if run is None or run["status"] != "running":
-            return
-        playbook = Playbook.model_validate_json(run["definition"])
-        values: dict[str, str] = json.loads(run["params"])
+    async def _run(self, ns: str, iid: str, plan: Start | None) -> None:
+        if plan is not None:  # just planned: nothing of it ran yet
+            playbook, values = plan.playbook, plan.values
+        else:
+            run = await self.store.one(
+                "SELECT * FROM runs WHERE namespace = ? AND incident_id = ?", (ns, iid)
+            )
+            if run is None or run["status"] != "running":
+                return
+            playbook = Playbook.model_validate_json(run["definition"])
+            values = json.loads(run["params"])
         for index, step in enumerate(playbook.steps):
             incident = await self.store.incident(ns, iid)
             if incident is None or incident["closed_at"] is not None:
@@ -161,11 +207,13 @@ class Runner:
                 await self.store.tx(partial(self._stop, ns, iid, "stopped", why))
                 await self.engine.flush()
                 return
-            last = await self.store.one(
-                "SELECT status, attempt FROM steps WHERE namespace = ? AND incident_id = ? "
-                "AND step_index = ? ORDER BY attempt DESC LIMIT 1",
-                (ns, iid, index),
-            )
+            last = None
+            if plan is None:
+                last = await self.store.one(
+                    "SELECT status, attempt FROM steps WHERE namespace = ? AND incident_id = ? "
+                    "AND step_index = ? ORDER BY attempt DESC LIMIT 1",
+                    (ns, iid, index),
+                )
             if last is not None and last["status"] in ("succeeded", "dry_run"):
                 continue  # done before a restart: never again
             attempt = 1 if last is None else int(last["attempt"]) + 1
@@ -199,6 +247,7 @@ class Runner:
             self.engine.set_status(tx, row, "failed", SERVICE, why, now)
 
     def _end_run(self, tx: Tx, ns: str, iid: str, status: str, now: datetime) -> None:
+        self.engine.metrics.runs.labels(status).inc()
         tx.execute(
             "UPDATE runs SET status = ?, ended_at = ? WHERE namespace = ? AND incident_id = ?",
             (status, ts(now), ns, iid),
@@ -287,6 +336,7 @@ class Runner:
             result = Result("dry_run", output="dry run: rendered, not run")
         else:
             result = await self._execute(ns, iid, playbook, index, step, attempt, values, marker)
+        self.engine.metrics.steps.labels(step.action, result.status).inc()
         result = Result(
             result.status,
             result.exit_code,
@@ -372,6 +422,7 @@ class Runner:
                     (pgid, ns, iid, index, attempt),
                 )
 
+            stream = _OutputStream(self, ns, iid, index)
             out = await run_argv(
                 argv,
                 env=env,
@@ -380,7 +431,9 @@ class Runner:
                 grace_s=self.settings.kill_grace_s,
                 cwd=self.workdir,
                 on_spawn=spawned,
+                on_output=stream.add,
             )
+            await stream.close()
             if out.error is not None:
                 return Result("failed", output=out.error, duration_s=out.duration_s)
             if out.timed_out:

@@ -102,6 +102,12 @@ def directory() -> StaticDirectory:
     return StaticDirectory(objects())
 
 
+@pytest.fixture
+def documents() -> list[dict[str, Any]]:
+    """The on-call schedule and the policy, as ``hms-ops apply`` reads them."""
+    return [SCHEDULE, POLICY]
+
+
 EngineFactory = Callable[[], EscalationEngine]
 
 

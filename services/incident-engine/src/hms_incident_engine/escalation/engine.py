@@ -140,6 +140,7 @@ class EscalationEngine:
     async def run(self, js: JetStreamContext, may_act: Callable[[], bool] = lambda: True) -> None:
         """Tick until cancelled: fire due steps, start due deliveries, publish the outbox."""
         while True:
+            self._wake.clear()  # before the tick: news during the tick wakes the next one
             if may_act():
                 try:
                     await self.tick()
@@ -148,7 +149,6 @@ class EscalationEngine:
                     raise
                 except Exception:  # the store or the bus hiccuped: the next tick tries again
                     log.exception("escalation tick failed; retrying")
-            self._wake.clear()
             sleeping = asyncio.ensure_future(self.clock.sleep(self.settings.escalation_tick_s))
             woken = asyncio.ensure_future(self._wake.wait())
             try:

@@ -10,7 +10,9 @@ between the two.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -164,17 +166,35 @@ class EscalationStore:
 
     async def _write(self, statements: Sequence[tuple[str, Sequence[object]]]) -> list[int]:
         """Run ``statements`` in one transaction; the row counts they changed."""
+        counts = await self._transaction(statements, all_or_nothing=False)
+        assert counts is not None
+        return counts
+
+    async def _transaction(
+        self, statements: Sequence[tuple[str, Sequence[object]]], *, all_or_nothing: bool
+    ) -> list[int] | None:
+        # shielded: a caller cancelled mid-way (shutdown) must not leave the connection inside
+        # a transaction or cut one in two; the transaction ends either way
+        return await asyncio.shield(self._run(statements, all_or_nothing))
+
+    async def _run(
+        self, statements: Sequence[tuple[str, Sequence[object]]], all_or_nothing: bool
+    ) -> list[int] | None:
         async with self._lock:
             db = await self._conn()
             await db.execute("BEGIN IMMEDIATE")
             try:
                 counts = []
-                for sql, args in statements:
+                for i, (sql, args) in enumerate(statements):
                     cur = await db.execute(sql, tuple(args))
                     counts.append(cur.rowcount)
+                    if i == 0 and all_or_nothing and cur.rowcount != 1:
+                        await db.execute("ROLLBACK")
+                        return None
                 await db.execute("COMMIT")
             except BaseException:
-                await db.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):
+                    await db.execute("ROLLBACK")
                 raise
             return counts
 
@@ -275,22 +295,7 @@ class EscalationStore:
 
     async def _write_if_first(self, statements: list[tuple[str, Sequence[object]]]) -> bool:
         """Run ``statements`` in one transaction only if the first changes a row."""
-        async with self._lock:
-            db = await self._conn()
-            await db.execute("BEGIN IMMEDIATE")
-            try:
-                first_sql, first_args = statements[0]
-                cur = await db.execute(first_sql, tuple(first_args))
-                if cur.rowcount != 1:
-                    await db.execute("ROLLBACK")
-                    return False
-                for sql, args in statements[1:]:
-                    await db.execute(sql, tuple(args))
-                await db.execute("COMMIT")
-            except BaseException:
-                await db.execute("ROLLBACK")
-                raise
-            return True
+        return await self._transaction(statements, all_or_nothing=True) is not None
 
     async def close_incident(self, ns: str, iid: str) -> bool:
         """Stop the escalation for good; False when it was closed already or never started."""

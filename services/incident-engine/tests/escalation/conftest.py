@@ -78,9 +78,9 @@ def settings_for(smtp: SmtpServer, state: Path, **extra: Any) -> EscalationSetti
 
 
 def build_engine(
-    smtp: SmtpServer, state: Path, clock: FakeClock, directory: StaticDirectory
+    smtp: SmtpServer, state: Path, clock: FakeClock, directory: StaticDirectory, **extra: Any
 ) -> EscalationEngine:
-    settings = settings_for(smtp, state)
+    settings = settings_for(smtp, state, **extra)
     return EscalationEngine(
         EscalationStore(state / "escalation.sqlite3"),
         EmailSender(settings),
@@ -108,15 +108,15 @@ def documents() -> list[dict[str, Any]]:
     return [SCHEDULE, POLICY]
 
 
-EngineFactory = Callable[[], EscalationEngine]
+EngineFactory = Callable[..., EscalationEngine]
 
 
 @pytest.fixture
 def make_engine(
     smtp: SmtpServer, tmp_path: Path, clock: FakeClock, directory: StaticDirectory
 ) -> EngineFactory:
-    """A new engine on the same state directory (a restart)."""
-    return lambda: build_engine(smtp, tmp_path, clock, directory)
+    """A new engine on the same state directory (a restart), settings changed by keyword."""
+    return lambda **extra: build_engine(smtp, tmp_path, clock, directory, **extra)
 
 
 @pytest.fixture

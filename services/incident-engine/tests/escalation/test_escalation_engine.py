@@ -20,7 +20,7 @@ from hms_testing.smtp import SmtpServer
 
 NS = "usds_unemployment"
 T0 = datetime(2026, 3, 7, 12, 0, tzinfo=UTC)
-EngineFactory = Callable[[], EscalationEngine]
+EngineFactory = Callable[..., EscalationEngine]
 
 TITLE = "API latency p99 above 1000 ms"
 
@@ -205,3 +205,25 @@ async def test_a_title_with_line_breaks_still_escalates_on_one_subject_line(
     [msg] = smtp.inbox.to("ana@agency.gov")
     assert msg["Subject"].endswith("latency Bcc: attacker@evil.example (escalation level 1)")
     assert msg["Bcc"] is None
+
+
+async def test_the_probe_sends_a_test_notification_each_period_and_alerts_when_it_fails(
+    smtp: SmtpServer, clock: FakeClock, make_engine: EngineFactory
+) -> None:
+    engine = make_engine(escalation_probe_every_s=600, escalation_probe_to="probe@agency.gov")
+    try:
+        await run_for(engine, clock, 60, step=60)
+        await run_for(engine, clock, 60, step=60)
+        [probe] = smtp.inbox.to("probe@agency.gov")  # one per period, however many ticks
+        assert probe["Subject"] == "[hms-ops] escalation probe 2026-03-07T12:00:00+00:00"
+        smtp.stop()
+        await run_for(engine, clock, 480 + 59)  # the next period's probe: 30 s of failures
+        found = await events(engine)
+        assert [(s, e.get("rule_id")) for s, e in found] == [
+            ("ops.incident.system.escalation_failed", None),
+            ("ops.alert.system.firing", "escalation_probe_failed"),
+        ]
+        assert len(smtp.inbox.to("probe@agency.gov")) == 1
+    finally:
+        await engine.close()
+        await engine.store.close()

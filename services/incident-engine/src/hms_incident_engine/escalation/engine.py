@@ -15,10 +15,11 @@ import functools
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from hms_contracts import AlertFiring, AlertResolved, IncidentEscalated, IncidentOpened
+from hms_contracts.base import SYSTEM_NAMESPACE
 from hms_contracts.bus import BusEvent
 from hms_contracts.config import EscalationPolicy, OncallSchedule
 from hms_contracts.escalation import EscalationFailed
@@ -36,6 +37,9 @@ log = logging.getLogger(__name__)
 
 ACK_PATH = "/escalation/ack/"
 FAILED_RULE = "escalation_failed"
+PROBE_RULE = "escalation_probe_failed"
+PROBE_INCIDENT = "escalation-probe"
+"""The incident id test notifications are filed under, in the system namespace."""
 
 
 class Directory(Protocol):
@@ -49,6 +53,10 @@ class Directory(Protocol):
 def message_id(key: str) -> str:
     """The same Message-ID for every attempt of one delivery."""
     return f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@hms-ops>"
+
+
+def _rule(incident_id: str) -> str:
+    return PROBE_RULE if incident_id == PROBE_INCIDENT else FAILED_RULE
 
 
 def _fingerprint(namespace: str, incident_id: str, step: str) -> str:
@@ -80,6 +88,7 @@ class EscalationEngine:
         self._inflight: dict[int, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._failing: set[int] = set()
+        self._probe_slot: int | None = None
 
     # --- what the incident lifecycle tells it -----------------------------------------------
 
@@ -159,6 +168,7 @@ class EscalationEngine:
 
     async def tick(self) -> None:
         now = self.clock.now()
+        await self._probe(now)
         for step in await self.store.due_steps(now):
             await self._fire(step, now)
         for delivery in await self.store.due_deliveries(now):
@@ -169,6 +179,27 @@ class EscalationEngine:
 
     def _done(self, delivery_id: int, _: asyncio.Task[None]) -> None:
         self._inflight.pop(delivery_id, None)
+
+    async def _probe(self, now: datetime) -> None:
+        """Queue this period's test notification (once per period, whatever the restarts):
+        it goes the way every notification goes, so a broken path raises its alert even
+        while no incident is open."""
+        every, to = self.settings.escalation_probe_every_s, self.settings.escalation_probe_to
+        if every is None or to is None:
+            return
+        slot = int(now.timestamp() // every)
+        if slot == self._probe_slot:
+            return
+        at = datetime.fromtimestamp(slot * every, UTC)
+        subject = f"[hms-ops] escalation probe {at.isoformat()}"
+        body = "A test of the escalation path: nothing to do. It is sent every "
+        body += f"{every:g} s; an alert is raised when one is not accepted in time.\n"
+        key = f"probe/{at.isoformat()}"
+        delivery = NewDelivery(
+            key, SYSTEM_NAMESPACE, PROBE_INCIDENT, None, (to,), subject, body, at
+        )
+        await self.store.add_delivery(delivery, now)
+        self._probe_slot = slot
 
     async def settle(self) -> None:
         """Wait for the deliveries under way (tests, shutdown)."""
@@ -268,7 +299,7 @@ class EscalationEngine:
         alert = AlertFiring.create(
             namespace=ns,
             occurred_at=now,
-            rule_id=FAILED_RULE,
+            rule_id=_rule(iid),
             metric="hms.escalation.failed",
             fingerprint=_fingerprint(ns, iid, step),
             value=float(max(attempts, 1)),
@@ -376,7 +407,7 @@ class EscalationEngine:
         return AlertResolved.create(
             namespace=d.namespace,
             occurred_at=now,
-            rule_id=FAILED_RULE,
+            rule_id=_rule(d.incident_id),
             metric="hms.escalation.failed",
             fingerprint=_fingerprint(d.namespace, d.incident_id, d.key),
             value=0.0,

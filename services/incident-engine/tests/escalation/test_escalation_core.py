@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 from hms_contracts.config import EscalationPolicy, OncallSchedule, parse_object
-from hms_incident_engine.escalation import core
+from hms_incident_engine.escalation import EscalationSettings, core
 from hms_incident_engine.escalation.errors import LinkRefused
 from hms_incident_engine.escalation.links import AckClaim, LinkSigner
+from pydantic import ValidationError
 
 NS = "usds_unemployment"
 T0 = datetime(2026, 3, 7, 12, 0, tzinfo=UTC)
@@ -100,3 +101,16 @@ def test_a_link_is_refused_when_forged_or_expired() -> None:
     with pytest.raises(LinkRefused, match="expired") as late:
         signer.verify(token, T0 + timedelta(hours=1))
     assert late.value.status == 410
+
+
+def test_settings_refuse_a_weak_link_key_and_a_clear_text_password_to_a_remote_server() -> None:
+    with pytest.raises(ValidationError, match="at least 32 bytes"):
+        EscalationSettings(ack_link_secret="short")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="clear text"):
+        EscalationSettings(
+            smtp_host="smtp.agency.gov",
+            smtp_security="none",
+            smtp_password="pw",  # type: ignore[arg-type]
+        )
+    shown = repr(EscalationSettings(smtp_password="hunter2hunter2"))  # type: ignore[arg-type]
+    assert "hunter2" not in shown

@@ -167,6 +167,7 @@ async def test_an_incident_without_a_policy_is_not_escalated(
         ("Rollback complete\n", ["ana@agency.gov"]),
         ("Rollback complete", ["ana@agency.gov\r\nBcc: attacker@evil.example"]),
         ("Rollback complete", ["Ana <ana@agency.gov>"]),
+        ("Rollback complete", ["ana@agency.gov, bo@agency.gov"]),
         ("Rollback complete", []),
     ],
 )
@@ -195,6 +196,19 @@ async def test_a_playbook_notification_is_delivered_once_per_request(
     assert rcpts == targets
     assert msg["Subject"] == "Rollback complete"
     assert msg["X-HMS-Incident"] == "inc-1"
+
+
+async def test_a_playbook_notifies_oncall_through_the_default_policy_and_schedules_by_name(
+    engine: EscalationEngine, smtp: SmtpServer
+) -> None:
+    # the documents' playbook: notify oncall 'Rollback complete'
+    await engine.notify(NS, "inc-1", "Rollback complete", "Done.", ["oncall"], key="ev-1")
+    await engine.notify(NS, "inc-1", "Rollback complete", "Done.", ["primary"], key="ev-2")
+    await engine.tick()
+    await engine.settle()
+    assert [rcpts for rcpts, _ in smtp.inbox.messages] == [["ana@agency.gov"]] * 2
+    with pytest.raises(InvalidMessage, match="'nobody' is neither an e-mail address"):
+        await engine.notify(NS, "inc-1", "Rollback complete", "Done.", ["nobody"], key="ev-3")
 
 
 async def test_a_title_with_line_breaks_still_escalates_on_one_subject_line(

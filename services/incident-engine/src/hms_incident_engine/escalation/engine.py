@@ -131,14 +131,24 @@ class EscalationEngine:
     ) -> bool:
         """Queue a notification (a playbook's notify step) for delivery, at least once, with the
         same retries and errors as escalation; ``key`` (the request's event id) makes a repeated
-        request one delivery. InvalidMessage, before anything is queued, for a bad header."""
-        msg = self.sender.message(
-            namespace, incident_id, subject, body, targets, message_id=message_id(key)
-        )
-        del msg  # built only to check the subject and the addresses now, not at send time
+        request one delivery. Targets are addresses, on-call schedules, policies or ``oncall``
+        (see :func:`core.notify_recipients`), resolved now. InvalidMessage, before anything is
+        queued, for a line break in a header or a target that reaches nobody."""
         now = self.clock.now()
+        reach = core.notify_recipients(
+            targets,
+            now,
+            lambda name: self.directory.schedule(namespace, name),
+            lambda name: self.directory.policy(namespace, name),
+        )
+        if reach.problems:
+            raise InvalidMessage(f"notify in {namespace}: {'; '.join(reach.problems)}")
+        # built only to check the subject and the addresses now, not at send time
+        self.sender.message(
+            namespace, incident_id, subject, body, reach.addresses, message_id=message_id(key)
+        )
         delivery = NewDelivery(
-            key, namespace, incident_id, None, tuple(targets), subject, body, due_at=now
+            key, namespace, incident_id, None, reach.addresses, subject, body, due_at=now
         )
         added = await self.store.add_delivery(delivery, now)
         self._wake.set()

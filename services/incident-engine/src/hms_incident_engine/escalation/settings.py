@@ -85,6 +85,13 @@ class EscalationSettings(ServiceSettings):
     )
 
     @model_validator(mode="after")
+    def _strong_link_key(self) -> Self:
+        secret = self.ack_link_secret
+        if secret is not None and len(secret.get_secret_value().encode()) < 32:
+            raise ValueError("ack_link_secret must be at least 32 bytes (it signs the links)")
+        return self
+
+    @model_validator(mode="after")
     def _probe_has_an_address(self) -> Self:
         if (self.escalation_probe_every_s is None) != (self.escalation_probe_to is None):
             raise ValueError("escalation_probe_every_s and escalation_probe_to go together")

@@ -5,7 +5,7 @@ forged)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +13,7 @@ from typing import Any, cast
 
 import aiohttp
 import pytest
-from hms_contracts import IncidentEscalated, IncidentOpened, specs
+from hms_contracts import IncidentClosed, IncidentEscalated, IncidentOpened, IncidentUpdated, specs
 from hms_contracts.config import parse_object
 from hms_incident_engine.core import SERVICE
 from hms_incident_engine.escalation import (
@@ -163,3 +163,58 @@ async def ticked(clock: FakeClock, found: list[Any]) -> list[Any]:
 async def _count(js: JetStreamContext, n: int) -> list[IncidentEscalated] | None:
     found = await escalated(js)
     return found if len(found) >= n else None
+
+
+async def test_an_acknowledgement_or_a_close_on_the_bus_stops_the_escalation(
+    nats_server: NatsHandle,
+    js: JetStreamContext,
+    smtp: SmtpServer,
+    tmp_path: Path,
+    documents: list[dict[str, Any]],
+) -> None:
+    clock, acks = FakeClock(T0), cast(Acks, [])
+    service = build(nats_server, tmp_path, smtp, clock, acks)
+    async with running(service):
+        await wait_until(lambda: service.leader, timeout=15, message="it leads")
+        store = ConfigStore(await js.key_value(specs.CONFIG.bucket), author="ops")
+        await store.apply([parse_object(d) for d in documents])
+        await wait_until(
+            lambda: service.config.get("escalation_policy", NS, "default"),
+            timeout=15,
+            message="the policy reached the service",
+        )
+        engine: EscalationEngine = service.broker.context.get("escalation")
+        for iid in ("inc-a", "inc-b", "inc-c"):  # b: nobody acknowledges, nobody closes
+            await publish(js, opened(iid, "disk full"))
+        await wait_until(lambda: len(smtp.inbox.to("ana@agency.gov")) == 3, timeout=20)
+        await publish(
+            js,
+            IncidentUpdated.create(
+                namespace=NS, occurred_at=T0, incident_id="inc-a", revision=2,
+                status="acknowledged", severity="critical", actor="ana@agency.gov",
+            ),
+        )  # fmt: skip
+        await publish(
+            js,
+            IncidentClosed.create(
+                namespace=NS, occurred_at=T0, incident_id="inc-c", resolution="resolved",
+                closed_by="ana@agency.gov", opened_at=T0,
+            ),
+        )  # fmt: skip
+
+        async def state(iid: str) -> str | None:
+            found = await engine.store.escalation(NS, iid)
+            return None if found is None else found.state
+
+        await wait_until(lambda: _is(state("inc-a"), "acknowledged"), timeout=20)
+        await wait_until(lambda: _is(state("inc-c"), "closed"), timeout=20)
+        await clock.advance(600)  # every level 2 is due now: only b's is sent
+        [lead] = await wait_until(lambda: ticked(clock, smtp.inbox.to("lead@agency.gov")))
+        assert lead["X-HMS-Incident"] == "inc-b"
+        await clock.advance(1200)
+        await engine.settle()
+        assert len(smtp.inbox.to("lead@agency.gov")) == 1
+
+
+async def _is(current: Awaitable[str | None], expected: str) -> bool:
+    return await current == expected

@@ -66,15 +66,15 @@ def smtp() -> Iterator[SmtpServer]:
 
 
 def settings_for(smtp: SmtpServer, state: Path, **extra: Any) -> EscalationSettings:
-    return EscalationSettings(
-        smtp_port=smtp.port,
-        smtp_security="none",
-        smtp_from="hms-ops@agency.gov",
-        smtp_timeout_s=5,
-        state_dir=state,
-        public_url="http://127.0.0.1:9",
-        **extra,
-    )
+    fields: dict[str, Any] = {
+        "smtp_port": smtp.port,
+        "smtp_security": "none",
+        "smtp_from": "hms-ops@agency.gov",
+        "smtp_timeout_s": 5,
+        "state_dir": state,
+        "public_url": "http://127.0.0.1:9",
+    }
+    return EscalationSettings(**(fields | extra))
 
 
 def build_engine(

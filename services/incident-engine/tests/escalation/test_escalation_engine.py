@@ -5,6 +5,7 @@ notification ending as sent or as a visible error."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -241,3 +242,30 @@ async def test_the_probe_sends_a_test_notification_each_period_and_alerts_when_i
     finally:
         await engine.close()
         await engine.store.close()
+
+
+async def test_a_notification_still_waiting_its_turn_raises_its_alert_on_time(
+    clock: FakeClock, make_engine: EngineFactory
+) -> None:
+    async def black_hole(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(3600)  # accepts the connection, never greets: every attempt hangs
+
+    hole = await asyncio.start_server(black_hole, "127.0.0.1", 0)
+    engine = make_engine(smtp_port=hole.sockets[0].getsockname()[1], smtp_timeout_s=300)
+    try:
+        for i in range(21):  # one more than the engine sends at once
+            await engine.notify(NS, "inc-1", "Rollback complete", "Done.", ["a@b.gov"], key=f"{i}")
+        await engine.tick()
+        await clock.advance(31)
+        await engine.tick()
+        found = await events(engine)
+        assert [s for s, _ in found] == [
+            f"ops.incident.{NS}.escalation_failed",
+            f"ops.alert.{NS}.firing",
+        ]
+        assert found[0][1]["reason"] == "not sent 31 s after its due time"
+        assert found[0][1]["step"] == "20"
+    finally:
+        await engine.close()
+        await engine.store.close()
+        hole.close()

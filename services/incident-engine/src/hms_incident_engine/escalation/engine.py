@@ -186,9 +186,26 @@ class EscalationEngine:
                 task = asyncio.create_task(self._deliver(delivery))
                 self._inflight[delivery.id] = task
                 task.add_done_callback(functools.partial(self._done, delivery.id))
+        await self._overdue(now)  # after the launch: an attempt under way reports for itself
 
     def _done(self, delivery_id: int, _: asyncio.Task[None]) -> None:
         self._inflight.pop(delivery_id, None)
+
+    async def _overdue(self, now: datetime) -> None:
+        """Deliveries still waiting their turn (none of their attempts failed yet: the engine
+        was busy or down) raise their alert on time too."""
+        limit = now - timedelta(seconds=self.settings.escalation_error_after_s)
+        for d, error in await self.store.overdue(limit):
+            if d.id in self._inflight:
+                continue
+            late = f"not sent {(now - d.due_at).total_seconds():.0f} s after its due time"
+            reason = f"{late}: {error}" if error else late
+            target = ", ".join(d.targets)[:1000]
+            events = self._failure(
+                d.namespace, d.incident_id, d.key, d.level, target, reason, d.attempts,
+                d.due_at, now, retrying=True,
+            )  # fmt: skip
+            await self.store.alerted(d, events)
 
     async def _probe(self, now: datetime) -> None:
         """Queue this period's test notification (once per period, whatever the restarts):
@@ -206,7 +223,7 @@ class EscalationEngine:
         body += f"{every:g} s; an alert is raised when one is not accepted in time.\n"
         key = f"probe/{at.isoformat()}"
         delivery = NewDelivery(
-            key, SYSTEM_NAMESPACE, PROBE_INCIDENT, None, (to,), subject, body, at
+            key, SYSTEM_NAMESPACE, PROBE_INCIDENT, None, (to,), subject, body, now
         )
         await self.store.add_delivery(delivery, now)
         self._probe_slot = slot

@@ -87,6 +87,22 @@ CREATE TABLE IF NOT EXISTS outbox (
 """
 
 
+def _delivery(r: aiosqlite.Row) -> Delivery:
+    return Delivery(
+        key=r[1],
+        namespace=r[2],
+        incident_id=r[3],
+        level=r[4],
+        targets=tuple(json.loads(r[5])),
+        subject=r[6],
+        body=r[7],
+        due_at=from_ts(r[8]),
+        id=r[0],
+        attempts=r[9],
+        alerted=bool(r[10]),
+    )
+
+
 def ts(at: datetime) -> str:
     """One fixed width in UTC, so that text order is time order in SQL."""
     return at.astimezone(UTC).isoformat(timespec="microseconds")
@@ -398,22 +414,7 @@ class EscalationStore:
             "ORDER BY next_try_at LIMIT ?",
             (ts(now), limit),
         )
-        return [
-            Delivery(
-                key=r[1],
-                namespace=r[2],
-                incident_id=r[3],
-                level=r[4],
-                targets=tuple(json.loads(r[5])),
-                subject=r[6],
-                body=r[7],
-                due_at=from_ts(r[8]),
-                id=r[0],
-                attempts=r[9],
-                alerted=bool(r[10]),
-            )
-            for r in rows
-        ]
+        return [_delivery(r) for r in rows]
 
     async def sent(
         self, delivery: Delivery, message_id: str, at: datetime, events: Sequence[BusEvent]
@@ -447,6 +448,25 @@ class EscalationStore:
                     "WHERE id = ? AND state = 'pending'",
                     (error, state, when, int(alerted), delivery.id),
                 ),
+                *self._outbox(events),
+            ]
+        )
+
+    async def overdue(self, before: datetime, limit: int = 50) -> list[tuple[Delivery, str]]:
+        """Pending deliveries due before ``before`` that raised no alert yet, with their last
+        error ("" when never attempted)."""
+        rows = await self._read(
+            "SELECT id, key, namespace, incident_id, level, targets, subject, body, due_at, "
+            "attempts, alerted, last_error FROM deliveries WHERE state = 'pending' "
+            "AND alerted = 0 AND due_at < ? ORDER BY due_at LIMIT ?",
+            (ts(before), limit),
+        )
+        return [(_delivery(r), r[11] or "") for r in rows]
+
+    async def alerted(self, delivery: Delivery, events: Sequence[BusEvent]) -> None:
+        await self._write(
+            [
+                ("UPDATE deliveries SET alerted = 1 WHERE id = ? AND alerted = 0", (delivery.id,)),
                 *self._outbox(events),
             ]
         )

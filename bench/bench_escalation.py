@@ -228,6 +228,7 @@ async def run(ctx: BenchContext) -> list[Record]:
             n=len(late),
             runs=rounded_runs(per_run),
             restarts=runs,
+            max=round(max(late), 3),  # the steps due while the engine was down
             target=15.0,
         )
     )

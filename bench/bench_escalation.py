@@ -6,8 +6,9 @@ and how late escalation steps fire against their due time, across a restart of t
   a real SMTP server (aiosmtpd) accepting the message. Target: p99 at most 10 s. Baseline: the
   raw request/reply p99 of this run (seconds).
 - ``step_lateness_p99_s``: incidents whose policy has three levels a second apart, repeated
-  (nine steps each); the engine is stopped and started again mid-run (its due times are in its
-  SQLite file), and every step's firing is compared with its due time. Target: p99 at most 15 s.
+  (nine steps each); the engine is stopped mid-run and started again 2 s later (its due times
+  are in its SQLite file), and every step's firing is compared with its due time. Target:
+  p99 at most 15 s.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ from ._common import BenchContext, Record, emit, percentile, rounded_runs, uniqu
 log = logging.getLogger(__name__)
 
 BENCH = "incidents"
+DOWNTIME_S = 2.0
+"""How long the engine stays down in the restart: about what a supervisor takes to start it."""
 
 
 def _objects(namespace: str, delay: str, repeat: int) -> list[ConfigObject]:
@@ -174,6 +177,7 @@ async def lateness(url: str, incidents: int) -> list[float]:
             await asyncio.sleep(2.0)
             await service.app.stop()  # the restart: due times stay in the SQLite file
             log.info("escalation bench: engine stopped mid-run, starting it again")
+            await asyncio.sleep(DOWNTIME_S)
             service = _service(url, Path(tmp), smtp, directory)
             await _leading(service)
             engine: EscalationEngine = service.broker.context.get("escalation")
@@ -228,6 +232,7 @@ async def run(ctx: BenchContext) -> list[Record]:
             n=len(late),
             runs=rounded_runs(per_run),
             restarts=runs,
+            downtime_s=DOWNTIME_S,
             max=round(max(late), 3),  # the steps due while the engine was down
             target=15.0,
         )

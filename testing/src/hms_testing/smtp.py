@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import socket
+import time
 from email import message_from_bytes, policy
 from email.message import EmailMessage, Message
 
@@ -23,12 +24,15 @@ class Inbox:
 
     def __init__(self) -> None:
         self.messages: list[tuple[list[str], EmailMessage]] = []
+        #: when each message was accepted (``time.monotonic()``), in the same order
+        self.accepted_at: list[float] = []
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.content if isinstance(envelope.content, bytes) else b""
         msg = message_from_bytes(content, policy=policy.default)
         assert isinstance(msg, EmailMessage)
         self.messages.append((list(envelope.rcpt_tos), msg))
+        self.accepted_at.append(time.monotonic())
         return "250 OK"
 
     def to(self, address: str) -> list[EmailMessage]:

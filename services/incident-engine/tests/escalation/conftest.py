@@ -66,21 +66,21 @@ def smtp() -> Iterator[SmtpServer]:
 
 
 def settings_for(smtp: SmtpServer, state: Path, **extra: Any) -> EscalationSettings:
-    return EscalationSettings(
-        smtp_port=smtp.port,
-        smtp_security="none",
-        smtp_from="hms-ops@agency.gov",
-        smtp_timeout_s=5,
-        state_dir=state,
-        public_url="http://127.0.0.1:9",
-        **extra,
-    )
+    fields: dict[str, Any] = {
+        "smtp_port": smtp.port,
+        "smtp_security": "none",
+        "smtp_from": "hms-ops@agency.gov",
+        "smtp_timeout_s": 5,
+        "state_dir": state,
+        "public_url": "http://127.0.0.1:9",
+    }
+    return EscalationSettings(**(fields | extra))
 
 
 def build_engine(
-    smtp: SmtpServer, state: Path, clock: FakeClock, directory: StaticDirectory
+    smtp: SmtpServer, state: Path, clock: FakeClock, directory: StaticDirectory, **extra: Any
 ) -> EscalationEngine:
-    settings = settings_for(smtp, state)
+    settings = settings_for(smtp, state, **extra)
     return EscalationEngine(
         EscalationStore(state / "escalation.sqlite3"),
         EmailSender(settings),
@@ -102,15 +102,21 @@ def directory() -> StaticDirectory:
     return StaticDirectory(objects())
 
 
-EngineFactory = Callable[[], EscalationEngine]
+@pytest.fixture
+def documents() -> list[dict[str, Any]]:
+    """The on-call schedule and the policy, as ``hms-ops apply`` reads them."""
+    return [SCHEDULE, POLICY]
+
+
+EngineFactory = Callable[..., EscalationEngine]
 
 
 @pytest.fixture
 def make_engine(
     smtp: SmtpServer, tmp_path: Path, clock: FakeClock, directory: StaticDirectory
 ) -> EngineFactory:
-    """A new engine on the same state directory (a restart)."""
-    return lambda: build_engine(smtp, tmp_path, clock, directory)
+    """A new engine on the same state directory (a restart), settings changed by keyword."""
+    return lambda **extra: build_engine(smtp, tmp_path, clock, directory, **extra)
 
 
 @pytest.fixture

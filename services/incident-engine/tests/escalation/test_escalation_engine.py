@@ -5,6 +5,7 @@ notification ending as sent or as a visible error."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -20,7 +21,7 @@ from hms_testing.smtp import SmtpServer
 
 NS = "usds_unemployment"
 T0 = datetime(2026, 3, 7, 12, 0, tzinfo=UTC)
-EngineFactory = Callable[[], EscalationEngine]
+EngineFactory = Callable[..., EscalationEngine]
 
 TITLE = "API latency p99 above 1000 ms"
 
@@ -167,6 +168,7 @@ async def test_an_incident_without_a_policy_is_not_escalated(
         ("Rollback complete\n", ["ana@agency.gov"]),
         ("Rollback complete", ["ana@agency.gov\r\nBcc: attacker@evil.example"]),
         ("Rollback complete", ["Ana <ana@agency.gov>"]),
+        ("Rollback complete", ["ana@agency.gov, bo@agency.gov"]),
         ("Rollback complete", []),
     ],
 )
@@ -197,6 +199,19 @@ async def test_a_playbook_notification_is_delivered_once_per_request(
     assert msg["X-HMS-Incident"] == "inc-1"
 
 
+async def test_a_playbook_notifies_oncall_through_the_default_policy_and_schedules_by_name(
+    engine: EscalationEngine, smtp: SmtpServer
+) -> None:
+    # the documents' playbook: notify oncall 'Rollback complete'
+    await engine.notify(NS, "inc-1", "Rollback complete", "Done.", ["oncall"], key="ev-1")
+    await engine.notify(NS, "inc-1", "Rollback complete", "Done.", ["primary"], key="ev-2")
+    await engine.tick()
+    await engine.settle()
+    assert [rcpts for rcpts, _ in smtp.inbox.messages] == [["ana@agency.gov"]] * 2
+    with pytest.raises(InvalidMessage, match="'nobody' is neither an e-mail address"):
+        await engine.notify(NS, "inc-1", "Rollback complete", "Done.", ["nobody"], key="ev-3")
+
+
 async def test_a_title_with_line_breaks_still_escalates_on_one_subject_line(
     engine: EscalationEngine, smtp: SmtpServer
 ) -> None:
@@ -205,3 +220,52 @@ async def test_a_title_with_line_breaks_still_escalates_on_one_subject_line(
     [msg] = smtp.inbox.to("ana@agency.gov")
     assert msg["Subject"].endswith("latency Bcc: attacker@evil.example (escalation level 1)")
     assert msg["Bcc"] is None
+
+
+async def test_the_probe_sends_a_test_notification_each_period_and_alerts_when_it_fails(
+    smtp: SmtpServer, clock: FakeClock, make_engine: EngineFactory
+) -> None:
+    engine = make_engine(escalation_probe_every_s=600, escalation_probe_to="probe@agency.gov")
+    try:
+        await run_for(engine, clock, 60, step=60)
+        await run_for(engine, clock, 60, step=60)
+        [probe] = smtp.inbox.to("probe@agency.gov")  # one per period, however many ticks
+        assert probe["Subject"] == "[hms-ops] escalation probe 2026-03-07T12:00:00+00:00"
+        smtp.stop()
+        await run_for(engine, clock, 480 + 59)  # the next period's probe: 30 s of failures
+        found = await events(engine)
+        assert [(s, e.get("rule_id")) for s, e in found] == [
+            ("ops.incident.system.escalation_failed", None),
+            ("ops.alert.system.firing", "escalation_probe_failed"),
+        ]
+        assert len(smtp.inbox.to("probe@agency.gov")) == 1
+    finally:
+        await engine.close()
+        await engine.store.close()
+
+
+async def test_a_notification_still_waiting_its_turn_raises_its_alert_on_time(
+    clock: FakeClock, make_engine: EngineFactory
+) -> None:
+    async def black_hole(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(3600)  # accepts the connection, never greets: every attempt hangs
+
+    hole = await asyncio.start_server(black_hole, "127.0.0.1", 0)
+    engine = make_engine(smtp_port=hole.sockets[0].getsockname()[1], smtp_timeout_s=300)
+    try:
+        for i in range(21):  # one more than the engine sends at once
+            await engine.notify(NS, "inc-1", "Rollback complete", "Done.", ["a@b.gov"], key=f"{i}")
+        await engine.tick()
+        await clock.advance(31)
+        await engine.tick()
+        found = await events(engine)
+        assert [s for s, _ in found] == [
+            f"ops.incident.{NS}.escalation_failed",
+            f"ops.alert.{NS}.firing",
+        ]
+        assert found[0][1]["reason"] == "not sent 31 s after its due time"
+        assert found[0][1]["step"] == "20"
+    finally:
+        await engine.close()
+        await engine.store.close()
+        hole.close()

@@ -4,7 +4,7 @@ when to try again, and what the message says."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -86,6 +86,44 @@ def recipients(
             problems.append(f"level {level + 1}: nobody is on call in schedule {name!r}")
         else:
             found.append(person)
+    return Recipients(tuple(dict.fromkeys(found)), tuple(problems))
+
+
+ONCALL = "oncall"
+"""A playbook's notify target meaning: whoever the namespace's default policy notifies first."""
+
+
+def notify_recipients(
+    targets: Sequence[str],
+    at: datetime,
+    schedule: Callable[[str], OncallSchedule | None],
+    policy: Callable[[str], EscalationPolicy | None],
+) -> Recipients:
+    """The addresses of a playbook's notify targets at ``at``. A target is an e-mail address,
+    an on-call schedule (``schedule:NAME`` or its bare name: whoever is on call), an escalation
+    policy's name (whoever its level 1 reaches), or ``oncall`` (the ``default`` policy's level
+    1); anything else is a problem naming it."""
+    found: list[str] = []
+    problems: list[str] = []
+    for target in targets:
+        name = target.removeprefix("schedule:")
+        if "@" in target:
+            found.append(target)
+        elif (sched := schedule(name)) is not None:
+            person = who_is_on_call(sched, at)
+            if person is None:
+                problems.append(f"target {target!r}: nobody is on call in schedule {name!r}")
+            else:
+                found.append(person)
+        elif (chosen := policy(DEFAULT_POLICY if target == ONCALL else target)) is not None:
+            reach = recipients(chosen, 0, at, schedule)
+            found += reach.addresses
+            problems += [f"target {target!r}: {p}" for p in reach.problems]
+        else:
+            problems.append(
+                f"target {target!r} is neither an e-mail address, an on-call schedule nor an "
+                "escalation policy"
+            )
     return Recipients(tuple(dict.fromkeys(found)), tuple(problems))
 
 

@@ -12,20 +12,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hashlib
 import logging
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from hms_contracts import AlertFiring, AlertResolved, IncidentEscalated, IncidentOpened
+from hms_contracts import IncidentOpened
+from hms_contracts.base import SYSTEM_NAMESPACE
 from hms_contracts.bus import BusEvent
 from hms_contracts.config import EscalationPolicy, OncallSchedule
-from hms_contracts.escalation import EscalationFailed
 from hms_kit import Clock
 from nats.js import JetStreamContext
 
 from . import core
+from . import events as ev
 from .email import EmailSender
 from .errors import DeliveryFailed, InvalidMessage
 from .links import AckClaim, LinkSigner, new_nonce
@@ -35,7 +35,6 @@ from .store import Delivery, DueStep, EscalationStore, NewDelivery, NewLink
 log = logging.getLogger(__name__)
 
 ACK_PATH = "/escalation/ack/"
-FAILED_RULE = "escalation_failed"
 
 
 class Directory(Protocol):
@@ -44,15 +43,6 @@ class Directory(Protocol):
     def policy(self, namespace: str, name: str) -> EscalationPolicy | None: ...
 
     def schedule(self, namespace: str, name: str) -> OncallSchedule | None: ...
-
-
-def message_id(key: str) -> str:
-    """The same Message-ID for every attempt of one delivery."""
-    return f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@hms-ops>"
-
-
-def _fingerprint(namespace: str, incident_id: str, step: str) -> str:
-    return hashlib.sha256(f"{namespace}\0{incident_id}\0{step}".encode()).hexdigest()[:16]
 
 
 class EscalationEngine:
@@ -80,6 +70,7 @@ class EscalationEngine:
         self._inflight: dict[int, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._failing: set[int] = set()
+        self._probe_slot: int | None = None
 
     # --- what the incident lifecycle tells it -----------------------------------------------
 
@@ -122,14 +113,24 @@ class EscalationEngine:
     ) -> bool:
         """Queue a notification (a playbook's notify step) for delivery, at least once, with the
         same retries and errors as escalation; ``key`` (the request's event id) makes a repeated
-        request one delivery. InvalidMessage, before anything is queued, for a bad header."""
-        msg = self.sender.message(
-            namespace, incident_id, subject, body, targets, message_id=message_id(key)
-        )
-        del msg  # built only to check the subject and the addresses now, not at send time
+        request one delivery. Targets are addresses, on-call schedules, policies or ``oncall``
+        (see :func:`core.notify_recipients`), resolved now. InvalidMessage, before anything is
+        queued, for a line break in a header or a target that reaches nobody."""
         now = self.clock.now()
+        reach = core.notify_recipients(
+            targets,
+            now,
+            lambda name: self.directory.schedule(namespace, name),
+            lambda name: self.directory.policy(namespace, name),
+        )
+        if reach.problems:
+            raise InvalidMessage(f"notify in {namespace}: {'; '.join(reach.problems)}")
+        # built only to check the subject and the addresses now, not at send time
+        self.sender.message(
+            namespace, incident_id, subject, body, reach.addresses, message_id=ev.message_id(key)
+        )
         delivery = NewDelivery(
-            key, namespace, incident_id, None, tuple(targets), subject, body, due_at=now
+            key, namespace, incident_id, None, reach.addresses, subject, body, due_at=now
         )
         added = await self.store.add_delivery(delivery, now)
         self._wake.set()
@@ -140,6 +141,7 @@ class EscalationEngine:
     async def run(self, js: JetStreamContext, may_act: Callable[[], bool] = lambda: True) -> None:
         """Tick until cancelled: fire due steps, start due deliveries, publish the outbox."""
         while True:
+            self._wake.clear()  # before the tick: news during the tick wakes the next one
             if may_act():
                 try:
                     await self.tick()
@@ -148,7 +150,6 @@ class EscalationEngine:
                     raise
                 except Exception:  # the store or the bus hiccuped: the next tick tries again
                     log.exception("escalation tick failed; retrying")
-            self._wake.clear()
             sleeping = asyncio.ensure_future(self.clock.sleep(self.settings.escalation_tick_s))
             woken = asyncio.ensure_future(self._wake.wait())
             try:
@@ -159,6 +160,7 @@ class EscalationEngine:
 
     async def tick(self) -> None:
         now = self.clock.now()
+        await self._probe(now)
         for step in await self.store.due_steps(now):
             await self._fire(step, now)
         for delivery in await self.store.due_deliveries(now):
@@ -166,9 +168,43 @@ class EscalationEngine:
                 task = asyncio.create_task(self._deliver(delivery))
                 self._inflight[delivery.id] = task
                 task.add_done_callback(functools.partial(self._done, delivery.id))
+        await self._overdue(now)  # after the launch: an attempt under way reports for itself
 
     def _done(self, delivery_id: int, _: asyncio.Task[None]) -> None:
         self._inflight.pop(delivery_id, None)
+
+    async def _overdue(self, now: datetime) -> None:
+        """Deliveries still waiting their turn (none of their attempts failed yet: the engine
+        was busy or down) raise their alert on time too."""
+        limit = now - timedelta(seconds=self.settings.escalation_error_after_s)
+        for d, error in await self.store.overdue(limit):
+            if d.id in self._inflight:
+                continue
+            late = f"not sent {(now - d.due_at).total_seconds():.0f} s after its due time"
+            reason = f"{late}: {error}" if error else late
+            events = ev.unsent(ev.Unsent.of(d, reason, d.attempts), now, retrying=True)
+            await self.store.alerted(d, events)
+
+    async def _probe(self, now: datetime) -> None:
+        """Queue this period's test notification (once per period, whatever the restarts):
+        it goes the way every notification goes, so a broken path raises its alert even
+        while no incident is open."""
+        every, to = self.settings.escalation_probe_every_s, self.settings.escalation_probe_to
+        if every is None or to is None:
+            return
+        slot = int(now.timestamp() // every)
+        if slot == self._probe_slot:
+            return
+        at = datetime.fromtimestamp(slot * every, UTC)
+        subject = f"[hms-ops] escalation probe {at.isoformat()}"
+        body = "A test of the escalation path: nothing to do. It is sent every "
+        body += f"{every:g} s; an alert is raised when one is not accepted in time.\n"
+        key = f"probe/{at.isoformat()}"
+        delivery = NewDelivery(
+            key, SYSTEM_NAMESPACE, ev.PROBE_INCIDENT, None, (to,), subject, body, now
+        )
+        await self.store.add_delivery(delivery, now)
+        self._probe_slot = slot
 
     async def settle(self) -> None:
         """Wait for the deliveries under way (tests, shutdown)."""
@@ -224,62 +260,13 @@ class EscalationEngine:
         events: list[BusEvent] = []
         for problem in reach.problems:
             where = f"{policy.name}/{step.epoch}/{step.at.round}/{level + 1}"
-            events += self._failure(
-                ns, iid, where, level + 1, None, problem, 0, step.at.due_at, now, retrying=False
-            )
+            u = ev.Unsent(ns, iid, where, level + 1, None, problem, 0, step.at.due_at)
+            events += ev.unsent(u, now, retrying=False)
             log.error("incident %s/%s: %s", ns, iid, problem)
         following = core.next_step(policy, step.at)
         if await self.store.fire(step, now, deliveries, links, following, events):
             late = (now - step.at.due_at).total_seconds()
             log.info("incident %s/%s: level %d fired (%.1fs late)", ns, iid, level + 1, late)
-
-    def _failure(
-        self,
-        ns: str,
-        iid: str,
-        step: str,
-        level: int | None,
-        target: str | None,
-        reason: str,
-        attempts: int,
-        due: datetime,
-        now: datetime,
-        *,
-        retrying: bool,
-    ) -> list[BusEvent]:
-        """The timeline entry and the alert for a notification not sent."""
-        reason = core.one_line(reason, 1000)
-        failed = EscalationFailed.create(
-            namespace=ns,
-            occurred_at=now,
-            incident_id=iid,
-            step=step,
-            level=level,
-            target=target,
-            reason=reason,
-            attempts=attempts,
-            due_at=due,
-            retrying=retrying,
-        )
-        labels = {"incident_id": iid, "step": step[:1000]}
-        if target:
-            labels["target"] = target
-        what = f"level {level}" if level else "a notification"
-        alert = AlertFiring.create(
-            namespace=ns,
-            occurred_at=now,
-            rule_id=FAILED_RULE,
-            metric="hms.escalation.failed",
-            fingerprint=_fingerprint(ns, iid, step),
-            value=float(max(attempts, 1)),
-            operator=">",
-            threshold=0.0,
-            severity="critical",
-            labels=labels,
-            started_at=due,
-            summary=core.one_line(f"incident {iid}: {what} not sent: {reason}", 1000),
-        )
-        return [failed, alert]
 
     # --- deliveries -------------------------------------------------------------------------
 
@@ -291,7 +278,7 @@ class EscalationEngine:
                 d.subject,
                 d.body,
                 d.targets,
-                message_id=message_id(d.key),
+                message_id=ev.message_id(d.key),
             )
         except (InvalidMessage, DeliveryFailed) as exc:
             permanent = isinstance(exc, InvalidMessage) or getattr(exc, "permanent", False)
@@ -302,22 +289,9 @@ class EscalationEngine:
             await self._failed(d, f"{type(exc).__name__}: {exc}", permanent=False)
             return
         now = self.clock.now()
-        events: list[BusEvent] = []
-        if d.level is not None:
-            events += [
-                IncidentEscalated.create(
-                    namespace=d.namespace,
-                    occurred_at=now,
-                    incident_id=d.incident_id,
-                    level=d.level,
-                    channel="email",
-                    target=t,
-                    reference=sent,
-                )
-                for t in d.targets
-            ]
+        events: list[BusEvent] = [*ev.escalated(d, sent, now)]
         if d.alerted:
-            events.append(self._resolved(d, now))
+            events.append(ev.sent_after_all(ev.Unsent.of(d, "", d.attempts + 1), now))
         await self.store.sent(d, sent, now, events)
         self._failing.discard(d.id)
         if not self._failing:
@@ -329,34 +303,12 @@ class EscalationEngine:
         late = (now - d.due_at).total_seconds()
         give_up = permanent or late >= self.settings.escalation_give_up_s
         attempts = d.attempts + 1
-        target = ", ".join(d.targets)[:1000]
+        u = ev.Unsent.of(d, error, attempts)
         events: list[BusEvent] = []
         if not d.alerted and (give_up or late >= self.settings.escalation_error_after_s):
-            events += self._failure(
-                d.namespace,
-                d.incident_id,
-                d.key,
-                d.level,
-                target,
-                error,
-                attempts,
-                d.due_at,
-                now,
-                retrying=not give_up,
-            )
-        elif give_up:
-            events += self._failure(
-                d.namespace,
-                d.incident_id,
-                d.key,
-                d.level,
-                target,
-                error,
-                attempts,
-                d.due_at,
-                now,
-                retrying=False,
-            )[:1]
+            events += ev.unsent(u, now, retrying=not give_up)
+        elif give_up:  # its alert is up already: the timeline learns it is given up
+            events.append(ev.timeline_entry(u, now, retrying=False))
         retry = core.retry_delay(attempts, self.settings.escalation_retry_max_s)
         next_try = None if give_up else now + timedelta(seconds=retry)
         log.warning(
@@ -369,22 +321,3 @@ class EscalationEngine:
         await self.store.failed(d, error, next_try, d.alerted or bool(events), events)
         self._failing.add(d.id)
         self.on_degraded(f"notifications failing: {error}")
-
-    def _resolved(self, d: Delivery, now: datetime) -> AlertResolved:
-        labels = {"incident_id": d.incident_id, "step": d.key[:1000]}
-        labels["target"] = ", ".join(d.targets)[:1000]
-        return AlertResolved.create(
-            namespace=d.namespace,
-            occurred_at=now,
-            rule_id=FAILED_RULE,
-            metric="hms.escalation.failed",
-            fingerprint=_fingerprint(d.namespace, d.incident_id, d.key),
-            value=0.0,
-            operator=">",
-            threshold=0.0,
-            severity="critical",
-            labels=labels,
-            started_at=d.due_at,
-            resolved_at=now,
-            summary=core.one_line(f"incident {d.incident_id}: notification sent after retries"),
-        )

@@ -74,6 +74,29 @@ class EscalationSettings(ServiceSettings):
         "due time is given up (it already raised an alert)",
     )
 
+    escalation_probe_every_s: float | None = Field(
+        default=None,
+        ge=60,
+        description="Send a test notification this often (unset: no probe); one not accepted "
+        "by the SMTP server in time raises an escalation_probe_failed alert",
+    )
+    escalation_probe_to: str | None = Field(
+        default=None, description="Address the test notifications go to"
+    )
+
+    @model_validator(mode="after")
+    def _strong_link_key(self) -> Self:
+        secret = self.ack_link_secret
+        if secret is not None and len(secret.get_secret_value().encode()) < 32:
+            raise ValueError("ack_link_secret must be at least 32 bytes (it signs the links)")
+        return self
+
+    @model_validator(mode="after")
+    def _probe_has_an_address(self) -> Self:
+        if (self.escalation_probe_every_s is None) != (self.escalation_probe_to is None):
+            raise ValueError("escalation_probe_every_s and escalation_probe_to go together")
+        return self
+
     @model_validator(mode="after")
     def _no_clear_text_password(self) -> Self:
         if self.smtp_security == "none" and self.smtp_password and not _loopback(self.smtp_host):

@@ -10,7 +10,9 @@ between the two.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -83,6 +85,22 @@ CREATE TABLE IF NOT EXISTS outbox (
     data TEXT NOT NULL
 );
 """
+
+
+def _delivery(r: aiosqlite.Row) -> Delivery:
+    return Delivery(
+        key=r[1],
+        namespace=r[2],
+        incident_id=r[3],
+        level=r[4],
+        targets=tuple(json.loads(r[5])),
+        subject=r[6],
+        body=r[7],
+        due_at=from_ts(r[8]),
+        id=r[0],
+        attempts=r[9],
+        alerted=bool(r[10]),
+    )
 
 
 def ts(at: datetime) -> str:
@@ -164,17 +182,35 @@ class EscalationStore:
 
     async def _write(self, statements: Sequence[tuple[str, Sequence[object]]]) -> list[int]:
         """Run ``statements`` in one transaction; the row counts they changed."""
+        counts = await self._transaction(statements, all_or_nothing=False)
+        assert counts is not None
+        return counts
+
+    async def _transaction(
+        self, statements: Sequence[tuple[str, Sequence[object]]], *, all_or_nothing: bool
+    ) -> list[int] | None:
+        # shielded: a caller cancelled mid-way (shutdown) must not leave the connection inside
+        # a transaction or cut one in two; the transaction ends either way
+        return await asyncio.shield(self._run(statements, all_or_nothing))
+
+    async def _run(
+        self, statements: Sequence[tuple[str, Sequence[object]]], all_or_nothing: bool
+    ) -> list[int] | None:
         async with self._lock:
             db = await self._conn()
             await db.execute("BEGIN IMMEDIATE")
             try:
                 counts = []
-                for sql, args in statements:
+                for i, (sql, args) in enumerate(statements):
                     cur = await db.execute(sql, tuple(args))
                     counts.append(cur.rowcount)
+                    if i == 0 and all_or_nothing and cur.rowcount != 1:
+                        await db.execute("ROLLBACK")
+                        return None
                 await db.execute("COMMIT")
             except BaseException:
-                await db.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):
+                    await db.execute("ROLLBACK")
                 raise
             return counts
 
@@ -275,22 +311,7 @@ class EscalationStore:
 
     async def _write_if_first(self, statements: list[tuple[str, Sequence[object]]]) -> bool:
         """Run ``statements`` in one transaction only if the first changes a row."""
-        async with self._lock:
-            db = await self._conn()
-            await db.execute("BEGIN IMMEDIATE")
-            try:
-                first_sql, first_args = statements[0]
-                cur = await db.execute(first_sql, tuple(first_args))
-                if cur.rowcount != 1:
-                    await db.execute("ROLLBACK")
-                    return False
-                for sql, args in statements[1:]:
-                    await db.execute(sql, tuple(args))
-                await db.execute("COMMIT")
-            except BaseException:
-                await db.execute("ROLLBACK")
-                raise
-            return True
+        return await self._transaction(statements, all_or_nothing=True) is not None
 
     async def close_incident(self, ns: str, iid: str) -> bool:
         """Stop the escalation for good; False when it was closed already or never started."""
@@ -393,22 +414,7 @@ class EscalationStore:
             "ORDER BY next_try_at LIMIT ?",
             (ts(now), limit),
         )
-        return [
-            Delivery(
-                key=r[1],
-                namespace=r[2],
-                incident_id=r[3],
-                level=r[4],
-                targets=tuple(json.loads(r[5])),
-                subject=r[6],
-                body=r[7],
-                due_at=from_ts(r[8]),
-                id=r[0],
-                attempts=r[9],
-                alerted=bool(r[10]),
-            )
-            for r in rows
-        ]
+        return [_delivery(r) for r in rows]
 
     async def sent(
         self, delivery: Delivery, message_id: str, at: datetime, events: Sequence[BusEvent]
@@ -442,6 +448,25 @@ class EscalationStore:
                     "WHERE id = ? AND state = 'pending'",
                     (error, state, when, int(alerted), delivery.id),
                 ),
+                *self._outbox(events),
+            ]
+        )
+
+    async def overdue(self, before: datetime, limit: int = 50) -> list[tuple[Delivery, str]]:
+        """Pending deliveries due before ``before`` that raised no alert yet, with their last
+        error ("" when never attempted)."""
+        rows = await self._read(
+            "SELECT id, key, namespace, incident_id, level, targets, subject, body, due_at, "
+            "attempts, alerted, last_error FROM deliveries WHERE state = 'pending' "
+            "AND alerted = 0 AND due_at < ? ORDER BY due_at LIMIT ?",
+            (ts(before), limit),
+        )
+        return [(_delivery(r), r[11] or "") for r in rows]
+
+    async def alerted(self, delivery: Delivery, events: Sequence[BusEvent]) -> None:
+        await self._write(
+            [
+                ("UPDATE deliveries SET alerted = 1 WHERE id = ? AND alerted = 0", (delivery.id,)),
                 *self._outbox(events),
             ]
         )

@@ -83,6 +83,9 @@ class AckPages:
             raise LinkRefused("this acknowledge link is not genuine", 403)
         if used:
             raise LinkRefused("this acknowledge link was already used", 410)
+        found = await self.engine.store.escalation(claim.namespace, claim.incident_id)
+        if found is not None and found.state == "closed":
+            raise LinkRefused("this incident is closed already", 410)
         return claim
 
     async def confirm(self, token: str) -> web.Response:

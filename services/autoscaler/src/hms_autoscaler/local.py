@@ -20,6 +20,7 @@ import importlib
 import json
 import logging
 import multiprocessing
+import multiprocessing.forkserver
 import multiprocessing.process
 import os
 import secrets
@@ -112,6 +113,9 @@ class LocalWorkers:
     # --- the port -------------------------------------------------------------------------
 
     async def adopt(self) -> None:
+        if self.launch == "fork":
+            # the fork server imports the worker once, now, rather than on the first scale-up
+            await asyncio.to_thread(self._fork_server)
         try:
             entries = json.loads(self.state_file.read_text())
         except FileNotFoundError:
@@ -203,11 +207,15 @@ class LocalWorkers:
         log.info("pool %s: started worker %s (pid %d)", policy.pool_id, instance_id, pid)
         return worker
 
-    def _fork(self, env: dict[str, str], log_path: Path) -> int:
+    def _fork_server(self) -> Any:
         if self._ctx is None:
             self._ctx = multiprocessing.get_context("forkserver")
-            self._ctx.set_forkserver_preload([*PRELOAD, self.module])
-        proc = self._ctx.Process(
+            self._ctx.set_forkserver_preload([*PRELOAD, self.module, f"{self.module}.__main__"])
+            multiprocessing.forkserver.ensure_running()
+        return self._ctx
+
+    def _fork(self, env: dict[str, str], log_path: Path) -> int:
+        proc = self._fork_server().Process(
             target=_worker_main, args=(self.module, env, str(log_path)), daemon=False
         )
         proc.start()

@@ -66,7 +66,7 @@ async def start_autoscaler(
         "HMS_WORKER_POOL_CONCURRENCY": "1",
         "HMS_WORKER_POOL_HEARTBEAT_INTERVAL_S": "1",
         "HMS_WORKER_POOL_LOG_FORMAT": "json",
-        "HMS_AUTOSCALER_LOCAL_DRAIN_S": "10",
+        "HMS_AUTOSCALER_WORKER_DRAIN_S": "10",
         **extra,
     }
     return await start_service(

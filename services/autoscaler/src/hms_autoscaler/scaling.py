@@ -147,7 +147,8 @@ class Autoscaler:
                 pool.next_at = min(pool.next_at, soon)
             await asyncio.sleep(WAKE_DEBOUNCE_S)
 
-    def _sync_policies(self) -> None:
+    def tick_policies(self) -> None:
+        """Follow the policies: a new pool, a changed policy (its history kept), a deleted one."""
         current = {p.pool_id: p for p in self.policies()}
         for key in list(self.pools):
             if key not in current:
@@ -166,7 +167,7 @@ class Autoscaler:
 
     async def tick(self) -> None:
         """Decide every pool that is due."""
-        self._sync_policies()
+        self.tick_policies()
         now = self.clock.monotonic()
         due = [p for p in self.pools.values() if p.next_at <= now]
         await asyncio.gather(*(self.decide(p) for p in due))

@@ -108,6 +108,18 @@ async def provision_with(url: str, user: str, password: str) -> None:
         await nc.close()
 
 
+def local_worker_env(nats_url: str, creds: dict[str, str]) -> dict[str, str]:
+    """What the autoscaler hands the worker-pool processes it starts (its local backend): the
+    worker-pool's own NATS user, never the autoscaler's."""
+    prefix = env_prefix("worker-pool")
+    return {
+        prefix + "NATS_URL": nats_url,
+        prefix + "NATS_USER": "hms-worker-pool",
+        prefix + "NATS_PASSWORD": creds["worker-pool"],
+        prefix + "LOG_FORMAT": "json",
+    }
+
+
 def service_children(opts: UpOptions, nats_url: str, creds: dict[str, str]) -> list[Child]:
     """One child per service, each with its own NATS user, port, state folder and log."""
     children = []
@@ -128,6 +140,8 @@ def service_children(opts: UpOptions, nats_url: str, creds: dict[str, str]) -> l
             prefix + "HEARTBEAT_INTERVAL_S": str(opts.heartbeat_interval_s),
             prefix + "DRAIN_TIMEOUT_S": str(opts.drain_timeout_s),
         }
+        if svc.name == "autoscaler":
+            env |= local_worker_env(nats_url, creds)
         children.append(
             Child(
                 name=svc.name,

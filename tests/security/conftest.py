@@ -14,7 +14,15 @@ from typing import Any
 import nats
 import pytest
 from hms_contracts import ServiceHeartbeat, specs, subjects, topology
-from hms_contracts.config import Alert, ConfigEntry, ConfigObject, Job, Metric, Playbook
+from hms_contracts.config import (
+    Alert,
+    ConfigEntry,
+    ConfigObject,
+    Job,
+    Metric,
+    Playbook,
+    ScalePolicy,
+)
 from hms_ops.state import ADMIN_USER, StatePaths, admin_connect
 from hms_stack import namespaces
 from hms_stack.natsserver import NatsServer, free_port
@@ -52,6 +60,7 @@ CONFIG_SEED: dict[str, bytes] = {
             {"namespace": "acme", "id": "rescore", "schedule": "0 0 * * *", "queue": "q"}
             | {"sla_minutes": 60, "command": ["true"]}
         ),
+        ScalePolicy(namespace="acme", name="rescore_pool", max=5),
     )
 }
 

@@ -194,12 +194,13 @@ class Autoscaler:
                 await backend.scale(policy, decision.desired)
             except BackendError as exc:
                 log.error("pool %s: %s", policy.pool_id, exc)
+                # what runs is what ran before: a hold, degraded, saying what was wanted
                 decision = Decision(
                     current,
-                    decision.desired,
+                    current,
                     decision.recommended,
                     decision.demands,
-                    f"{decision.reason}; backend failed: {exc}",
+                    f"{decision.reason}; backend failed, holding {current}: {exc}",
                     degraded=True,
                 )
         event = self._event(pool, decision, numbers)
@@ -371,6 +372,7 @@ class Autoscaler:
                     "min": pool.policy.min,
                     "max": pool.policy.max,
                     "workers": None if last is None else last.desired,
+                    "running": None if last is None else last.current,
                     "backlog": None if last is None else last.backlog,
                     "degraded": None if last is None else last.degraded,
                     "last": None if last is None else last.model_dump(mode="json"),

@@ -84,6 +84,7 @@ async def read_stream(nc: Client) -> dict[str, Any]:
                 "min": None,
                 "max": None,
                 "workers": latest["desired"],
+                "running": latest["current"],
                 "backlog": latest["backlog"],
                 "degraded": latest["degraded"],
                 "last": latest,
@@ -116,9 +117,11 @@ def render(status: dict[str, Any]) -> list[str]:
         bounds = "" if pool["min"] is None else f"  min {pool['min']} max {pool['max']}"
         health = "DEGRADED" if pool["degraded"] else "ok"
         backlog = "unreadable" if pool["backlog"] is None else pool["backlog"]
+        workers = f"workers {pool['workers']}"
+        if pool.get("running") not in (None, pool["workers"]):
+            workers += f" (running {pool['running']})"
         lines.append(
-            f"{pool['pool']}  [{pool['backend']}]  workers {pool['workers']}  "
-            f"backlog {backlog}{bounds}  {health}"
+            f"{pool['pool']}  [{pool['backend']}]  {workers}  backlog {backlog}{bounds}  {health}"
         )
         if pool["last"] is not None:
             lines.append(f"  now: {pool['last']['reason']}")

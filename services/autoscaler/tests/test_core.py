@@ -193,3 +193,15 @@ def test_a_series_window_folds_its_samples_and_goes_stale() -> None:
         window.add(at, value)
     assert window.reading(100.0).value == 15.0  # the sample at 89 s is out of the window
     assert window.reading(120.0).error == "stale: last sample 21s ago (stale after 10s)"
+
+
+async def test_the_period_start_counts_workers_removed_in_the_period_too() -> None:
+    # scaled 0 -> 4 and back to 0 within one period: the pool may wake to 4 again at once
+    up = {"stabilization": "0s", "workers": 4, "period": "60s"}
+    down = {"stabilization": "0s", "percent": 100, "period": "60s"}
+    p = policy(max=10, idle_to_zero_after="1s", scale_up=up, scale_down=down)
+    pool = Pool(p)
+    assert (await pool.step(backlog(100))).desired == 4
+    await pool.step(backlog(0), after=2)
+    assert pool.workers == 0
+    assert (await pool.step(backlog(100))).desired == 4

@@ -66,7 +66,7 @@ async def start_autoscaler(
         "HMS_WORKER_POOL_CONCURRENCY": "1",
         "HMS_WORKER_POOL_HEARTBEAT_INTERVAL_S": "1",
         "HMS_WORKER_POOL_LOG_FORMAT": "json",
-        "HMS_AUTOSCALER_LOCAL_DRAIN_S": "10",
+        "HMS_AUTOSCALER_WORKER_DRAIN_S": "10",
         **extra,
     }
     return await start_service(
@@ -232,9 +232,15 @@ async def test_an_autoscaler_killed_with_9_leaves_its_workers_to_the_next_which_
         await wait_until(
             lambda: _leads(second), timeout=30, message="the new instance leads (the lease lapsed)"
         )
-        reply = await nc.request(subjects.SCALE_STATUS, b"", timeout=5)
-        [pool] = json.loads(reply.data)["pools"]
+
+        async def decided() -> dict[str, Any] | None:
+            reply = await nc.request(subjects.SCALE_STATUS, b"", timeout=5)
+            pools: list[dict[str, Any]] = json.loads(reply.data)["pools"]
+            return pools[0] if pools and pools[0]["last"] else None
+
+        pool = await wait_until(decided, timeout=20, message="the new leader's first decision")
         assert pool["workers"] == 2
+        assert pool["last"]["current"] == 2  # the adopted workers, counted: none started anew
         assert sorted(w.pid for w in running_workers(state)) == before
         # the adopted workers are under its control: a lower bound drains one of them
         await apply(js, policy(min=1, max=1, scale_down={"stabilization": "0s"}))

@@ -180,6 +180,18 @@ async def provision_with(
         await nc.close()
 
 
+def local_worker_env(nats_url: str, creds: dict[str, str]) -> dict[str, str]:
+    """What the autoscaler hands the worker-pool processes it starts (its local backend): the
+    worker-pool's own NATS user, never the autoscaler's."""
+    prefix = env_prefix("worker-pool")
+    return {
+        prefix + "NATS_URL": nats_url,
+        prefix + "NATS_USER": "hms-worker-pool",
+        prefix + "NATS_PASSWORD": creds["worker-pool"],
+        prefix + "LOG_FORMAT": "json",
+    }
+
+
 def service_children(opts: UpOptions, nats_url: str, creds: dict[str, str]) -> list[Child]:
     """One child per service, each with its own NATS user, port, state folder and log."""
     children = []
@@ -202,6 +214,8 @@ def service_children(opts: UpOptions, nats_url: str, creds: dict[str, str]) -> l
         }
         if opts.nats_tls is not None:
             env[prefix + "NATS_TLS_CA"] = str(opts.nats_tls.ca)
+        if svc.name == "autoscaler":
+            env |= local_worker_env(nats_url, creds)
         children.append(
             Child(
                 name=svc.name,

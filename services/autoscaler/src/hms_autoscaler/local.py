@@ -20,12 +20,14 @@ import importlib
 import json
 import logging
 import multiprocessing
+import multiprocessing.forkserver
 import multiprocessing.process
 import os
 import secrets
 import signal
 import subprocess
 import sys
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -37,8 +39,10 @@ from .ports import BackendError
 log = logging.getLogger(__name__)
 
 STATE_FILE = "local_workers.json"
-#: imported once by the fork server, so that a worker starts without importing them again
-PRELOAD = ("hms_kit", "hms_contracts", "faststream.nats", "aiohttp.web")
+#: imported once by the fork server, so that a worker starts without importing them again;
+#: ``__main__`` too: a child otherwise imports the parent's main script (when it was started
+#: from a file, e.g. a test runner) before it runs (``python -m hms_autoscaler`` never is)
+PRELOAD = ("__main__", "hms_kit", "hms_contracts", "faststream.nats", "aiohttp.web")
 
 
 def start_time(pid: int) -> int | None:
@@ -65,6 +69,10 @@ class LocalWorker:
 
     def alive(self) -> bool:
         return self.start is not None and start_time(self.pid) == self.start
+
+
+def _nothing() -> None:
+    """The fork server's first child: it only makes the server finish its imports."""
 
 
 def _worker_main(module: str, env: dict[str, str], log_path: str) -> None:
@@ -108,6 +116,8 @@ class LocalWorkers:
         self.pools: dict[str, list[LocalWorker]] = {}
         self._drains: set[asyncio.Task[None]] = set()
         self._ctx: Any = None
+        self._warming: asyncio.Future[Any] | None = None
+        self._lock = threading.Lock()  # the warm-up and a first fork may run in two threads
 
     # --- the port -------------------------------------------------------------------------
 
@@ -138,7 +148,21 @@ class LocalWorkers:
             log.info("adopted %d running worker(s) from %s", adopted, self.state_file)
 
     async def workers(self, policy: ScalePolicy) -> int:
+        # a local pool exists: the fork server imports the worker now, in the background,
+        # rather than on the first scale-up (and not at all while no pool is local)
+        self._warm_up()
         return len(self._running(policy.pool_id))
+
+    def _warm_up(self) -> asyncio.Future[Any] | None:
+        if self.launch == "fork" and self._warming is None:
+            self._warming = asyncio.ensure_future(asyncio.to_thread(self._fork_server))
+        return self._warming
+
+    async def warm(self) -> None:
+        """Start the fork server now (if forking) and wait until it has imported the worker."""
+        warming = self._warm_up()
+        if warming is not None:
+            await warming
 
     async def scale(self, policy: ScalePolicy, desired: int) -> None:
         running = self._running(policy.pool_id)
@@ -160,6 +184,9 @@ class LocalWorkers:
 
     async def close(self) -> None:
         """Stop waiting on drains (the workers carry on; the next leader adopts them)."""
+        if self._warming is not None:
+            with contextlib.suppress(Exception):
+                await self._warming
         for task in list(self._drains):
             task.cancel()
         for task in list(self._drains):
@@ -203,11 +230,24 @@ class LocalWorkers:
         log.info("pool %s: started worker %s (pid %d)", policy.pool_id, instance_id, pid)
         return worker
 
-    def _fork(self, env: dict[str, str], log_path: Path) -> int:
+    def _fork_server(self) -> Any:
+        with self._lock:
+            return self._fork_server_locked()
+
+    def _fork_server_locked(self) -> Any:
         if self._ctx is None:
             self._ctx = multiprocessing.get_context("forkserver")
-            self._ctx.set_forkserver_preload([*PRELOAD, self.module])
-        proc = self._ctx.Process(
+            # this module too: a child unpickles its target, _worker_main, from here
+            preload = [*PRELOAD, __name__, self.module, f"{self.module}.__main__"]
+            self._ctx.set_forkserver_preload(preload)
+            # the server imports what it preloads before its first fork: one now, for nothing
+            first = self._ctx.Process(target=_nothing, daemon=False)
+            first.start()
+            first.join()
+        return self._ctx
+
+    def _fork(self, env: dict[str, str], log_path: Path) -> int:
+        proc = self._fork_server().Process(
             target=_worker_main, args=(self.module, env, str(log_path)), daemon=False
         )
         proc.start()

@@ -147,7 +147,8 @@ class Autoscaler:
                 pool.next_at = min(pool.next_at, soon)
             await asyncio.sleep(WAKE_DEBOUNCE_S)
 
-    def _sync_policies(self) -> None:
+    def tick_policies(self) -> None:
+        """Follow the policies: a new pool, a changed policy (its history kept), a deleted one."""
         current = {p.pool_id: p for p in self.policies()}
         for key in list(self.pools):
             if key not in current:
@@ -166,7 +167,7 @@ class Autoscaler:
 
     async def tick(self) -> None:
         """Decide every pool that is due."""
-        self._sync_policies()
+        self.tick_policies()
         now = self.clock.monotonic()
         due = [p for p in self.pools.values() if p.next_at <= now]
         await asyncio.gather(*(self.decide(p) for p in due))
@@ -193,12 +194,13 @@ class Autoscaler:
                 await backend.scale(policy, decision.desired)
             except BackendError as exc:
                 log.error("pool %s: %s", policy.pool_id, exc)
+                # what runs is what ran before: a hold, degraded, saying what was wanted
                 decision = Decision(
                     current,
-                    decision.desired,
+                    current,
                     decision.recommended,
                     decision.demands,
-                    f"{decision.reason}; backend failed: {exc}",
+                    f"{decision.reason}; backend failed, holding {current}: {exc}",
                     degraded=True,
                 )
         event = self._event(pool, decision, numbers)
@@ -370,6 +372,7 @@ class Autoscaler:
                     "min": pool.policy.min,
                     "max": pool.policy.max,
                     "workers": None if last is None else last.desired,
+                    "running": None if last is None else last.current,
                     "backlog": None if last is None else last.backlog,
                     "degraded": None if last is None else last.degraded,
                     "last": None if last is None else last.model_dump(mode="json"),

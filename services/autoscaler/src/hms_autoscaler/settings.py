@@ -30,8 +30,10 @@ class AutoscalerSettings(ServiceSettings):
         default="fork",
         description="fork: from a server that preloaded the worker (fast); exec: python -m",
     )
-    local_drain_s: float = Field(
-        default=30.0, gt=0, description="After SIGTERM to a local worker, until SIGKILL"
+    worker_drain_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="After SIGTERM to a worker (a process or a container), until SIGKILL",
     )
     kube_config: Path | None = Field(
         default=None, description="kubeconfig file (default: in-cluster, else ~/.kube/config)"

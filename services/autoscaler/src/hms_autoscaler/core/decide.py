@@ -191,8 +191,8 @@ class Scaler:
     def _limit(self, desired: int, current: int, now: float) -> int:
         if desired > current:
             rules = self.policy.scale_up
-            added = sum(n for at, n in self.ups if at > now - rules.period_s)
-            start = current - added
+            start = current - self._changed(self.ups, rules.period_s, now)
+            start += self._changed(self.downs, rules.period_s, now)
             limits = []
             if rules.workers is not None:
                 limits.append(start + rules.workers)
@@ -205,8 +205,8 @@ class Scaler:
             return min(desired, cap)
         if desired < current:
             rules = self.policy.scale_down
-            removed = sum(n for at, n in self.downs if at > now - rules.period_s)
-            start = current + removed
+            start = current + self._changed(self.downs, rules.period_s, now)
+            start -= self._changed(self.ups, rules.period_s, now)
             limits = []
             if rules.workers is not None:
                 limits.append(start - rules.workers)
@@ -218,6 +218,12 @@ class Scaler:
             floor = min(limits) if rules.select == "max" else max(limits)
             return max(desired, min(floor, current))
         return desired
+
+    @staticmethod
+    def _changed(events: deque[tuple[float, int]], period_s: float, now: float) -> int:
+        """Workers added (or removed) in the period before ``now``: the HPA's period start is
+        the current count less what was added, plus what was removed, within it."""
+        return sum(n for at, n in events if at > now - period_s)
 
     def _finish(
         self,

@@ -138,7 +138,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
             s.CONFIG.wildcard(),
         ),
         config_kinds=("metric", "alert", "job", "playbook"),
-        browses=("INCIDENTS", "ALERTS", "AUDIT", "DLQ", "JOB_EVENTS", "SCALE"),
+        browses=("INCIDENTS", "ALERTS", "AUDIT", "DLQ", "JOB_EVENTS", "SCALE", "METRICS"),
         kv_reads=(specs.CONSOLE_TOKENS.bucket,),
         kv_writes=(specs.CONFIG.bucket,),
         subscribes=(

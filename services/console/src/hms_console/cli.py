@@ -46,7 +46,7 @@ StateDir = Annotated[
     Path | None,
     typer.Option("--state-dir", envvar="HMS_STATE_DIR", help="Where the stack keeps its state."),
 ]
-DEFAULT_URL = "http://127.0.0.1:8470"
+DEFAULT_URL = "http://127.0.0.1:8700"
 
 tokens = typer.Typer(help="API tokens of the console: create (printed once), list, revoke.")
 events = typer.Typer(help="Events on the bus, live.")
@@ -263,6 +263,18 @@ def tail(
         raise typer.Exit(0) from None
 
 
+def console_url(paths: StatePaths) -> str:
+    """The running stack's console (its stack file), else the default address."""
+    try:
+        stack = read_stack_file(paths)
+    except StackError:
+        stack = None
+    found = None if stack is None else stack.get("dashboard_url")
+    if isinstance(found, str) and found:
+        return found.removesuffix("/dashboard")
+    return DEFAULT_URL
+
+
 def open_dashboard(
     namespace: Annotated[str | None, typer.Argument(help="Namespace of the dashboard.")] = None,
     url: Annotated[
@@ -271,9 +283,11 @@ def open_dashboard(
     print_only: Annotated[
         bool, typer.Option("--print", help="Print the URL, do not open a browser.")
     ] = False,
+    state_dir: StateDir = None,
 ) -> None:
-    """Print the dashboard's URL, and open it in a browser when there is one."""
-    base = (url or DEFAULT_URL).rstrip("/")
+    """Print the dashboard's URL (of the running stack, or --url), and open it in a browser
+    when there is one."""
+    base = (url or console_url(_paths(state_dir))).rstrip("/")
     if namespace is not None:
         try:
             check_namespace(namespace)

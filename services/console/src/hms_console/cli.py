@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from hms_contracts import decode
@@ -298,3 +298,58 @@ def open_dashboard(
     print(target)
     if not print_only and sys.stdout.isatty() and os.environ.get("DISPLAY"):
         webbrowser.open(target)
+
+
+report = typer.Typer(help="Reports for oversight bodies.")
+
+
+@report.command("compliance")
+def compliance(
+    namespace: Annotated[str, typer.Option("--namespace", "-n", help="The namespace.")],
+    month: Annotated[str, typer.Option("--month", help="YYYY-MM (UTC).")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder the CSV and the PDF are written to.")
+    ] = Path("."),
+    state_dir: StateDir = None,
+) -> None:
+    """The month's compliance per job and objective, every breach, incident and scheduled run:
+    ``compliance-<ns>-<month>.csv`` and ``.pdf``; the summary printed in plain English."""
+    from hms_contracts import specs
+    from hms_contracts.config import Alert, Job
+    from hms_ops.configstore import ConfigStore
+
+    from .core.report import build, month_bounds
+    from .reportout import to_csv, to_pdf
+    from .settings import ConsoleSettings
+    from .streams import namespace_events
+
+    try:
+        check_namespace(namespace)
+        start, _ = month_bounds(month)
+    except ValueError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+
+    async def gather(nc: Client) -> Any:
+        js = nc.jetstream()
+        store = ConfigStore(await js.key_value(specs.CONFIG.bucket), author=ADMIN_USER)
+        jobs = [s.object for s in await store.objects(namespace, "job")]
+        alerts = [s.object for s in await store.objects(namespace, "alert")]
+        events = await namespace_events(js, namespace, start)
+        return build(
+            namespace,
+            month,
+            events,
+            [j for j in jobs if isinstance(j, Job)],
+            [a for a in alerts if isinstance(a, Alert)],
+            ConsoleSettings.model_fields["slo_target"].default,
+        )
+
+    found = _run(_paths(state_dir), gather)
+    out.mkdir(parents=True, exist_ok=True)
+    base = out / f"compliance-{namespace}-{month}"
+    base.with_suffix(".csv").write_text(to_csv(found))
+    base.with_suffix(".pdf").write_bytes(to_pdf(found))
+    for line in found.summary():
+        print(line)
+    err.print(f"wrote {base}.csv and {base}.pdf")

@@ -40,6 +40,23 @@ async def _authenticate(paths: StatePaths, token: str) -> object:
         await nc.close()
 
 
+async def _audit_actions(paths: StatePaths, namespace: str) -> list[tuple[str, str]]:
+    from hms_console.streams import browse
+    from hms_contracts import AuditRecorded
+
+    stack = read_stack_file(paths)
+    assert stack is not None
+    nc = await nats.connect(
+        stack["nats_url"], user=ADMIN_USER, password=read_credentials(paths)[ADMIN_USER]
+    )
+    try:
+        found = await browse(nc.jetstream(), "AUDIT", [f"ops.audit.{namespace}.recorded"], 100)
+    finally:
+        await nc.close()
+    records = [AuditRecorded.model_validate_json(data) for _, _, data, _ in found]
+    return [(r.action, r.target) for r in records]
+
+
 def test_a_token_is_printed_once_listed_without_its_secret_and_revoked(
     stack: StatePaths,
 ) -> None:
@@ -64,6 +81,8 @@ def test_a_token_is_printed_once_listed_without_its_secret_and_revoked(
     assert revoked.returncode == 0, revoked.stderr
     assert asyncio.run(_authenticate(stack, token)) is None
     assert hms_ops_in(stack, "tokens", "revoke", "0000000000000000").returncode == 1
+    audited = asyncio.run(_audit_actions(stack, "usds_unemployment"))
+    assert audited[-2:] == [("token.created", row["id"]), ("token.revoked", row["id"])]
 
 
 def test_bad_token_options_are_refused_naming_the_option() -> None:

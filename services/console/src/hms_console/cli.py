@@ -83,6 +83,20 @@ def _run(paths: StatePaths, work: Callable[[Client], Awaitable[T]]) -> T:
         raise typer.Exit(2) from None
 
 
+async def _audit(
+    nc: Client, namespace: str, action: str, token_id: str, name: str, role: str
+) -> None:
+    """Tokens are changes too: recorded in the namespace's audit chain (every namespace's
+    tokens in the system namespace's)."""
+    from hms_contracts.base import SYSTEM_NAMESPACE
+
+    from .adapters import BusAuditLog
+
+    where = SYSTEM_NAMESPACE if namespace == "*" else namespace
+    detail = {"name": name, "role": role, "namespace": namespace}
+    await BusAuditLog(nc.jetstream()).record(where, ADMIN_USER, action, token_id, detail)
+
+
 def parse_expiry(text: str, now: datetime) -> datetime:
     """``30d``, ``12h``, ``90m`` from now, or an ISO date/time (UTC when no offset)."""
     found = re.fullmatch(r"(\d+)([dhm])", text.strip())
@@ -132,6 +146,7 @@ def create(
 
     async def store(nc: Client) -> None:
         await KvTokens(await open_bucket(nc.jetstream(), create=True)).put(record)
+        await _audit(nc, record.namespace, "token.created", record.id, holder, checked_role)
 
     _run(_paths(state_dir), store)
     if as_json:
@@ -209,6 +224,7 @@ def revoke(
             return False
         if record.revoked_at is None:
             await store.put(record.model_copy(update={"revoked_at": datetime.now(UTC)}))
+            await _audit(nc, record.namespace, "token.revoked", record.id, record.name, record.role)
         return True
 
     if not _run(_paths(state_dir), do):

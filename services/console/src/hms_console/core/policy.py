@@ -53,7 +53,6 @@ ROUTES: dict[tuple[str, str], Need] = {
     ("GET", "/static/{path:path}"): "public",
     ("GET", "/badge/{namespace}/{slo}.svg"): "public",
     ("GET", "/openapi.json"): "public",
-    ("GET", "/docs"): "public",
     ("GET", "/api/v1/whoami"): "authenticated",
     ("GET", "/dashboard"): "authenticated",
     # per-namespace reading

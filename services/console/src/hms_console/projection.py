@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -124,6 +125,8 @@ class NamespaceView:
     seen: set[str] = field(default_factory=set)
 
 
+METRICS_TELL_S = 0.5
+
 Listener = asyncio.Queue[tuple[str, dict[str, Any]]]
 
 #: streams projected, and from where each is read
@@ -147,6 +150,7 @@ class Projection:
         self.listeners: dict[str, set[Listener]] = {}
         self._subs: list[Subscription] = []
         self._waiting: set[asyncio.Task[None]] = set()
+        self._metrics_told: dict[str, float] = {}
         #: told every new event after it was folded in (webhooks)
         self.observers: list[Callable[[BusEvent], None]] = []
 
@@ -244,6 +248,13 @@ class Projection:
                 return
             view.seen.add(event.event_id)
         told = handler(view, event)
+        if told is not None and isinstance(event, MetricSampleBatch):
+            # batches come many a second: pages hear "metrics changed" at most twice a second
+            now = time.monotonic()
+            if now - self._metrics_told.get(event.namespace, 0.0) < METRICS_TELL_S:
+                told = None
+            else:
+                self._metrics_told[event.namespace] = now
         if told is not None:
             self._tell(event.namespace, *told)
         for observer in self.observers:

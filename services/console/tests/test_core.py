@@ -75,6 +75,14 @@ def test_the_window_keeps_its_span_and_order() -> None:
     assert [r[2] for r in rows] == [3.0, 4.0]
 
 
+def test_the_window_bounds_its_series() -> None:
+    w = MetricWindow(span_s=60, max_points=10, max_series=2)
+    for i in range(3):
+        w.add("m", 1.0, 100.0, "ms", {"pod": str(i)})
+    assert len(w.series) == 2
+    assert w.refused == 1
+
+
 def test_a_token_bucket_refuses_bursts_and_refills() -> None:
     limit = RateLimit(rate=1.0, burst=2.0)
     assert limit.take("t", 0.0) == 0.0

@@ -123,9 +123,11 @@ class NamespaceView:
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)  # run_id -> latest
     scaling: dict[str, dict[str, Any]] = field(default_factory=dict)  # pool/queue -> latest
     seen: set[str] = field(default_factory=set)
+    seen_order: deque[str] = field(default_factory=deque)
 
 
 METRICS_TELL_S = 0.5
+SEEN_MAX = 200_000
 
 Listener = asyncio.Queue[tuple[str, dict[str, Any]]]
 
@@ -247,6 +249,9 @@ class Projection:
             if event.event_id in view.seen:
                 return
             view.seen.add(event.event_id)
+            view.seen_order.append(event.event_id)
+            if len(view.seen_order) > SEEN_MAX:  # JetStream dedupes too; this bounds memory
+                view.seen.discard(view.seen_order.popleft())
         told = handler(view, event)
         if told is not None and isinstance(event, MetricSampleBatch):
             # batches come many a second: pages hear "metrics changed" at most twice a second

@@ -4,12 +4,20 @@ bus show with their timeline; config is written for authors through the registry
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
+from pathlib import Path
 
-from hms_console.testing import Responder, Running
+from hms_console.app import create_service
+from hms_console.core.policy import Principal
+from hms_console.testing import Responder, Running, make_tokens
 from hms_contracts import IncidentOpened, IncidentStepRan, IncidentUpdated
-from hms_testing import wait_until
+from hms_testing import NatsHandle, running, wait_until
+from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+
+from .conftest import StartConsole, provision_all, settings_for
 
 
 def opened(ns: str, incident_id: str = "inc-42") -> IncidentOpened:
@@ -152,3 +160,56 @@ async def test_authors_write_config_through_the_registry_and_bad_fields_are_name
         assert got["author"] == "token:author"
     async with console.client("viewer") as http:
         assert (await http.put(path, json={"unit": "s", "source": "x"})).status_code == 403
+
+
+async def test_a_command_nobody_answers_in_time_is_504(
+    start_console: StartConsole, nc: Client
+) -> None:
+    async def silent(msg: Msg) -> None:
+        return None  # takes the request, never answers
+
+    sub = await nc.subscribe("ops.request.*.>", cb=silent)
+    await nc.flush()
+    async with start_console(command_timeout_s=0.5) as console:
+        async with console.client("responder") as http:
+            r = await http.post(f"/api/v1/namespaces/{console.ns}/incidents/inc-1/ack")
+        assert r.status_code == 504
+        assert "no answer" in r.json()["error"]
+    await sub.unsubscribe()
+
+
+async def test_the_on_call_responder_may_override(
+    nats_server: NatsHandle, tmp_path: Path, responder: Responder
+) -> None:
+    class ResponderOnCall:
+        async def is_on_call(self, principal: Principal, namespace: str, now: datetime) -> bool:
+            return principal.name == "responder"
+
+    service = create_service(settings_for(nats_server, tmp_path), on_call=ResponderOnCall())
+    await provision_all(nats_server)
+    async with running(service):
+        web = service.broker.context.get("web")
+        await asyncio.wait_for(web.ready.wait(), 20)
+        tokens = await make_tokens(service.js)
+        console = Running(service, web.console, web.url, tokens)
+        path = f"/api/v1/namespaces/{console.ns}/queues/claims_q/pause"
+        async with console.client("responder") as http:
+            assert (await http.post(path)).status_code == 200
+        async with console.client("author") as http:
+            assert (await http.post(path)).status_code == 403
+    assert [r.command for r in responder.seen] == ["queue_pause"]
+
+
+async def test_dead_letters_and_queue_depth_are_listed(
+    console: Running, js: JetStreamContext
+) -> None:
+    await js.publish(f"dlq.job.run.{console.ns}.claims_q", b"poison", headers={"reason": "bad"})
+    await js.publish("dlq.job.run.ssa.other_q", b"not ours")
+    for i in range(3):
+        await js.publish(f"job.run.{console.ns}.claims_q", f"{i}".encode())
+    async with console.client("viewer") as http:
+        dead = (await http.get(f"/api/v1/namespaces/{console.ns}/dead-letters")).json()
+        assert [d["original_subject"] for d in dead] == [f"job.run.{console.ns}.claims_q"]
+        assert dead[0]["body"] == "poison"
+        queues = (await http.get(f"/api/v1/namespaces/{console.ns}/queues")).json()
+        assert [(q["queue"], q["depth"]) for q in queues] == [("claims_q", 3)]

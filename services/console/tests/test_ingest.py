@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+from hms_console import remotewrite
 from hms_console.testing import Running
 from hms_contracts import AgencyEvent, MetricSampleBatch
 from hms_testing import wait_until
@@ -133,3 +134,45 @@ async def test_a_viewer_may_not_ingest(console: Running) -> None:
             f"/api/v1/namespaces/{console.ns}/events", json={"name": "x", "key": "k"}
         )
     assert r.status_code == 403
+
+
+async def test_prometheus_remote_write_is_taken_like_a_push(console: Running, nc: Client) -> None:
+    got: list[Msg] = []
+
+    async def keep(msg: Msg) -> None:
+        got.append(msg)
+
+    sub = await nc.subscribe(f"ops.metric.{console.ns}.remote_write", cb=keep)
+    await nc.flush()
+    now_ms = int(datetime.now(UTC).timestamp() * 1000)
+    body = remotewrite.encode(
+        [
+            ({"__name__": "api_latency_p99", "route": "/claims"}, [(850.0, now_ms - 1000)]),
+            ({"__name__": "api_errors_total"}, [(3.0, now_ms), (4.0, now_ms + 1)]),
+        ]
+    )
+    headers = {
+        "Content-Type": "application/x-protobuf",
+        "Content-Encoding": "snappy",
+        "X-Prometheus-Remote-Write-Version": "0.1.0",
+    }
+    async with console.client("author") as http:
+        r = await http.post(
+            f"/api/v1/namespaces/{console.ns}/metrics", content=body, headers=headers
+        )
+        assert r.status_code == 204, r.text
+        bad = await http.post(
+            f"/api/v1/namespaces/{console.ns}/metrics", content=b"not snappy", headers=headers
+        )
+        assert bad.status_code == 400
+        assert "snappy" in bad.json()["error"]
+    await wait_until(lambda: got, timeout=10, message="the remote-write batch on the bus")
+    batch = MetricSampleBatch.model_validate_json(got[0].data)
+    assert batch.origin == "push"
+    assert [(s.name, s.value, s.labels) for s in batch.samples] == [
+        ("api_latency_p99", 850.0, {"route": "/claims"}),
+        ("api_errors_total", 3.0, {}),
+        ("api_errors_total", 4.0, {}),
+    ]
+    assert batch.samples[0].observed_at == datetime.fromtimestamp((now_ms - 1000) / 1000, UTC)
+    await sub.unsubscribe()

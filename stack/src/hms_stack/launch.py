@@ -42,6 +42,10 @@ PRELOAD = [
     "hms_contracts",
     "faststream.nats",
     "aiohttp.web",
+    # the console's web stack (about a second to import on these machines)
+    "fastapi",
+    "uvicorn",
+    "jinja2",
 ]
 
 

@@ -196,7 +196,7 @@ def service_children(opts: UpOptions, nats_url: str, creds: dict[str, str]) -> l
     """One child per service, each with its own NATS user, port, state folder and log."""
     children = []
     for svc in topology.SERVICES:
-        port = opts.console_port if svc.name == "console" else free_port(opts.host)
+        port = free_port(opts.host)
         prefix = env_prefix(svc.name)
         state = opts.paths.services / svc.name
         state.mkdir(parents=True, exist_ok=True)
@@ -216,6 +216,9 @@ def service_children(opts: UpOptions, nats_url: str, creds: dict[str, str]) -> l
             env[prefix + "NATS_TLS_CA"] = str(opts.nats_tls.ca)
         if svc.name == "autoscaler":
             env |= local_worker_env(nats_url, creds)
+        if svc.name == "console":  # the API and dashboard on the console port
+            env[prefix + "API_HOST"] = opts.host
+            env[prefix + "API_PORT"] = str(opts.console_port)
         children.append(
             Child(
                 name=svc.name,
@@ -407,7 +410,7 @@ class Stack:
             "started_at": self.started_at.isoformat(),
             "ready_s": self.ready_s,
             "heartbeat_interval_s": self.opts.heartbeat_interval_s,
-            "dashboard_url": self.supervisor.children["console"].http_url,
+            "dashboard_url": f"http://{self.opts.host}:{self.opts.console_port}/dashboard",
             "services": {
                 c.name: {"pid": c.pid, "http_url": c.http_url, "log": str(c.log_path)}
                 for c in children

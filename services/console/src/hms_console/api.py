@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from datetime import UTC, datetime
@@ -12,17 +13,18 @@ from fastapi.responses import JSONResponse, Response
 from hms_contracts import AuditRecorded, specs
 from hms_contracts import subjects as s
 from hms_contracts.audit import GENESIS_HASH
-from hms_contracts.config import KINDS, parse_object
+from hms_contracts.config import KINDS, Alert, Job, parse_object
 from hms_contracts.config.base import ConfigError
 from hms_contracts.tokens import check_namespace
 from hms_ops.errors import ConflictError, InvalidObject
-from nats.js.api import ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 
 from . import views
 from .core.policy import Principal
+from .core.report import build, month_bounds
 from .errors import ConsoleError
+from .reportout import to_csv, to_pdf
+from .streams import browse, namespace_events
 from .web import console_of
 
 router = APIRouter(prefix="/api/v1")
@@ -307,37 +309,7 @@ async def resume_queue(request: Request, namespace: str, queue: str) -> dict[str
 async def _browse(
     request: Request, stream: str, subjects: list[str], limit: int
 ) -> list[tuple[int, str, bytes, dict[str, str]]]:
-    """Up to ``limit`` messages of ``stream`` under ``subjects``, oldest first, read by a
-    short-lived ordered consumer."""
-    js = console_of(request).js
-    try:
-        info = await js.stream_info(stream)
-    except NotFoundError:
-        return []
-    if info.state.messages == 0:
-        return []
-    found: list[tuple[int, str, bytes, dict[str, str]]] = []
-    sub = await js.subscribe(
-        subjects[0],
-        stream=stream,
-        ordered_consumer=True,
-        config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, filter_subjects=subjects),
-    )
-    try:
-        last = info.state.last_seq
-        while len(found) < limit:
-            try:
-                msg = await sub.next_msg(timeout=0.5)
-            except TimeoutError:
-                break
-            meta = msg.metadata
-            found.append((meta.sequence.stream, msg.subject, msg.data, dict(msg.headers or {})))
-            if meta.sequence.stream >= last or meta.num_pending == 0:
-                break
-    finally:
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
-    return found
+    return await browse(console_of(request).js, stream, subjects, limit)
 
 
 @router.get("/namespaces/{namespace}/dead-letters", summary="Dead letters of the namespace")
@@ -383,6 +355,57 @@ async def verify_audit(request: Request, namespace: str) -> dict[str, Any]:
             return {"ok": False, "records": count - 1, "broken_at": seq, "why": why}
         previous = entry.hash
     return {"ok": True, "records": len(records), "last_hash": previous}
+
+
+@router.get(
+    "/namespaces/{namespace}/reports/compliance",
+    summary="The month's compliance report: JSON summary, CSV or PDF",
+)
+async def compliance_report(
+    request: Request,
+    namespace: str,
+    month: str = Query(description="YYYY-MM", pattern=r"^\d{4}-\d{2}$"),
+    format: str = Query(default="json", pattern="^(json|csv|pdf)$"),
+) -> Response:
+    console = console_of(request)
+    ns = _ns(namespace)
+    try:
+        start, _ = month_bounds(month)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    events = await namespace_events(console.js, ns, start)
+    jobs = [o for o in console.config.objects("job", ns) if isinstance(o, Job)]
+    alerts = [o for o in console.config.objects("alert", ns) if isinstance(o, Alert)]
+    report = build(ns, month, events, jobs, alerts, console.settings.slo_target)
+    name = f"compliance-{ns}-{month}"
+    if format == "csv":
+        return Response(
+            to_csv(report),
+            media_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+        )
+    if format == "pdf":
+        return Response(
+            await asyncio.to_thread(to_pdf, report),
+            media_type="application/pdf",
+            headers={"Content-Disposition": f'attachment; filename="{name}.pdf"'},
+        )
+    return JSONResponse(
+        {
+            "namespace": ns,
+            "month": month,
+            "summary": report.summary(),
+            "objectives": [
+                {"kind": o.kind, "name": o.name, "good": o.good, "total": o.total,
+                 "compliance": o.compliance, "budget_spent": o.budget_spent,
+                 "breaches": o.breaches, "verdict": o.verdict}
+                for o in report.objectives
+            ],
+            "breaches": len(report.breaches),
+            "incidents": len(report.incidents),
+            "runs": len(report.runs),
+        }
+    )  # fmt: skip
 
 
 @router.get("/namespaces/{namespace}/webhooks/deliveries", summary="Webhook delivery log")

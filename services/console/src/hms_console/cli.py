@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from hms_contracts import decode
@@ -46,7 +46,7 @@ StateDir = Annotated[
     Path | None,
     typer.Option("--state-dir", envvar="HMS_STATE_DIR", help="Where the stack keeps its state."),
 ]
-DEFAULT_URL = "http://127.0.0.1:8470"
+DEFAULT_URL = "http://127.0.0.1:8700"
 
 tokens = typer.Typer(help="API tokens of the console: create (printed once), list, revoke.")
 events = typer.Typer(help="Events on the bus, live.")
@@ -81,6 +81,20 @@ def _run(paths: StatePaths, work: Callable[[Client], Awaitable[T]]) -> T:
     except StackError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
+
+
+async def _audit(
+    nc: Client, namespace: str, action: str, token_id: str, name: str, role: str
+) -> None:
+    """Tokens are changes too: recorded in the namespace's audit chain (every namespace's
+    tokens in the system namespace's)."""
+    from hms_contracts.base import SYSTEM_NAMESPACE
+
+    from .adapters import BusAuditLog
+
+    where = SYSTEM_NAMESPACE if namespace == "*" else namespace
+    detail = {"name": name, "role": role, "namespace": namespace}
+    await BusAuditLog(nc.jetstream()).record(where, ADMIN_USER, action, token_id, detail)
 
 
 def parse_expiry(text: str, now: datetime) -> datetime:
@@ -132,6 +146,7 @@ def create(
 
     async def store(nc: Client) -> None:
         await KvTokens(await open_bucket(nc.jetstream(), create=True)).put(record)
+        await _audit(nc, record.namespace, "token.created", record.id, holder, checked_role)
 
     _run(_paths(state_dir), store)
     if as_json:
@@ -209,6 +224,7 @@ def revoke(
             return False
         if record.revoked_at is None:
             await store.put(record.model_copy(update={"revoked_at": datetime.now(UTC)}))
+            await _audit(nc, record.namespace, "token.revoked", record.id, record.name, record.role)
         return True
 
     if not _run(_paths(state_dir), do):
@@ -263,6 +279,18 @@ def tail(
         raise typer.Exit(0) from None
 
 
+def console_url(paths: StatePaths) -> str:
+    """The running stack's console (its stack file), else the default address."""
+    try:
+        stack = read_stack_file(paths)
+    except StackError:
+        stack = None
+    found = None if stack is None else stack.get("dashboard_url")
+    if isinstance(found, str) and found:
+        return found.removesuffix("/dashboard")
+    return DEFAULT_URL
+
+
 def open_dashboard(
     namespace: Annotated[str | None, typer.Argument(help="Namespace of the dashboard.")] = None,
     url: Annotated[
@@ -271,9 +299,11 @@ def open_dashboard(
     print_only: Annotated[
         bool, typer.Option("--print", help="Print the URL, do not open a browser.")
     ] = False,
+    state_dir: StateDir = None,
 ) -> None:
-    """Print the dashboard's URL, and open it in a browser when there is one."""
-    base = (url or DEFAULT_URL).rstrip("/")
+    """Print the dashboard's URL (of the running stack, or --url), and open it in a browser
+    when there is one."""
+    base = (url or console_url(_paths(state_dir))).rstrip("/")
     if namespace is not None:
         try:
             check_namespace(namespace)
@@ -284,3 +314,58 @@ def open_dashboard(
     print(target)
     if not print_only and sys.stdout.isatty() and os.environ.get("DISPLAY"):
         webbrowser.open(target)
+
+
+report = typer.Typer(help="Reports for oversight bodies.")
+
+
+@report.command("compliance")
+def compliance(
+    namespace: Annotated[str, typer.Option("--namespace", "-n", help="The namespace.")],
+    month: Annotated[str, typer.Option("--month", help="YYYY-MM (UTC).")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder the CSV and the PDF are written to.")
+    ] = Path("."),
+    state_dir: StateDir = None,
+) -> None:
+    """The month's compliance per job and objective, every breach, incident and scheduled run:
+    ``compliance-<ns>-<month>.csv`` and ``.pdf``; the summary printed in plain English."""
+    from hms_contracts import specs
+    from hms_contracts.config import Alert, Job
+    from hms_ops.configstore import ConfigStore
+
+    from .core.report import build, month_bounds
+    from .reportout import to_csv, to_pdf
+    from .settings import ConsoleSettings
+    from .streams import namespace_events
+
+    try:
+        check_namespace(namespace)
+        start, _ = month_bounds(month)
+    except ValueError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+
+    async def gather(nc: Client) -> Any:
+        js = nc.jetstream()
+        store = ConfigStore(await js.key_value(specs.CONFIG.bucket), author=ADMIN_USER)
+        jobs = [s.object for s in await store.objects(namespace, "job")]
+        alerts = [s.object for s in await store.objects(namespace, "alert")]
+        events = await namespace_events(js, namespace, start)
+        return build(
+            namespace,
+            month,
+            events,
+            [j for j in jobs if isinstance(j, Job)],
+            [a for a in alerts if isinstance(a, Alert)],
+            ConsoleSettings.model_fields["slo_target"].default,
+        )
+
+    found = _run(_paths(state_dir), gather)
+    out.mkdir(parents=True, exist_ok=True)
+    base = out / f"compliance-{namespace}-{month}"
+    base.with_suffix(".csv").write_text(to_csv(found))
+    base.with_suffix(".pdf").write_bytes(to_pdf(found))
+    for line in found.summary():
+        print(line)
+    err.print(f"wrote {base}.csv and {base}.pdf")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from hms_contracts.commands import CommandReplied, CommandRequested
@@ -40,20 +40,15 @@ class Console:
     commands: Commands
     js: JetStreamContext
     config: ConfigSource
-    store_for: object  # Callable[[str], ConfigStore]: a store writing as that author
+    store_for: Callable[[str], ConfigStore]  # the registry, writing as that author
     deliveries: Deliveries
     ingest_limit: RateLimit
-    namespaces_hint: set[str] = field(default_factory=set)
 
     def store(self, author: str) -> ConfigStore:
-        make = self.store_for
-        assert callable(make)
-        store = make(author)
-        assert isinstance(store, ConfigStore)
-        return store
+        return self.store_for(author)
 
     def known_namespaces(self) -> list[str]:
-        names = set(self.projection.namespaces) | self.namespaces_hint
+        names = set(self.projection.namespaces)
         for kind in ("metric", "alert", "job", "playbook"):
             names |= {o.namespace for o in self.config.objects(kind)}
         return sorted(names)

@@ -3,15 +3,18 @@ events, validated by the same contracts and published on the same subjects as th
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import Response
 from hms_contracts import AgencyEvent, MetricSampleBatch
 from pydantic import ValidationError
 
+from . import remotewrite
 from .api import _ns, me
 from .web import console_of
 
@@ -24,8 +27,8 @@ def _problems(exc: ValidationError, prefix: str = "") -> str:
     )
 
 
-async def _body(request: Request) -> Any:
-    """The JSON body, refused with 413 over the limit and 429 when the caller is too quick."""
+async def _raw(request: Request) -> bytes:
+    """The body, refused with 413 over the limit and 429 when the caller is too quick."""
     console = console_of(request)
     wait = console.ingest_limit.take(me(request).token_id, time.monotonic())
     if wait > 0:
@@ -45,8 +48,13 @@ async def _body(request: Request) -> Any:
         if size > limit:
             raise HTTPException(413, f"body is over the limit of {limit} bytes")
         chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _body(request: Request) -> Any:
+    """The JSON body (see :func:`_raw`)."""
     try:
-        return json.loads(b"".join(chunks))
+        return json.loads(await _raw(request))
     except ValueError as exc:
         raise HTTPException(400, f"body: not JSON ({exc})") from None
 
@@ -54,10 +62,13 @@ async def _body(request: Request) -> Any:
 @router.post(
     "/namespaces/{namespace}/metrics",
     status_code=202,
-    summary="A batch of samples: {source, samples: [{name, value, unit, labels, observed_at}]}",
+    summary="A batch of samples: JSON {source, samples: [{name, value, unit, labels, "
+    "observed_at}]}, or a Prometheus remote-write body (snappy protobuf)",
 )
-async def post_metrics(request: Request, namespace: str) -> dict[str, Any]:
+async def post_metrics(request: Request, namespace: str) -> Any:
     ns = _ns(namespace)
+    if request.headers.get("content-type", "").startswith(remotewrite.CONTENT_TYPE):
+        return await _remote_write(request, ns)
     body = await _body(request)
     if not isinstance(body, dict):
         raise HTTPException(422, "body: expected an object with source and samples")
@@ -78,6 +89,38 @@ async def post_metrics(request: Request, namespace: str) -> dict[str, Any]:
         batch.subject(), batch.model_dump_json().encode(), headers={"Nats-Msg-Id": batch.event_id}
     )
     return {"accepted": len(batch.samples), "event_id": batch.event_id, "subject": batch.subject()}
+
+
+async def _remote_write(request: Request, ns: str) -> Response:
+    """Prometheus ``remote_write`` (1.0): the samples go out as batches from source
+    ``remote_write``, like any push; 204 as Prometheus expects, 400 for a body it must not
+    retry."""
+    try:
+        samples = remotewrite.decode(await _raw(request))
+    except remotewrite.RemoteWriteError as exc:
+        raise HTTPException(400, str(exc)) from None
+    js = console_of(request).js
+    sends = []
+    for start in range(0, len(samples), 10_000):
+        try:
+            batch = MetricSampleBatch.create(
+                namespace=ns,
+                occurred_at=datetime.now(UTC),
+                source="remote_write",
+                origin="push",
+                samples=samples[start : start + 10_000],
+            )
+        except ValidationError as exc:
+            raise HTTPException(400, _problems(exc)) from None
+        sends.append(
+            js.publish(
+                batch.subject(),
+                batch.model_dump_json().encode(),
+                headers={"Nats-Msg-Id": batch.event_id},
+            )
+        )
+    await asyncio.gather(*sends)
+    return Response(status_code=204)
 
 
 @router.post(

@@ -10,6 +10,7 @@ import contextlib
 import hmac
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +157,7 @@ async def dashboard(request: Request, namespace: str) -> Response:
         breaches=list(view.breaches)[:20],
         can_respond=may(principal, "respond", ns),
         flash=request.query_params.get("msg"),
+        month=datetime.now(UTC).strftime("%Y-%m"),
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -122,7 +123,11 @@ class NamespaceView:
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)  # run_id -> latest
     scaling: dict[str, dict[str, Any]] = field(default_factory=dict)  # pool/queue -> latest
     seen: set[str] = field(default_factory=set)
+    seen_order: deque[str] = field(default_factory=deque)
 
+
+METRICS_TELL_S = 0.5
+SEEN_MAX = 200_000
 
 Listener = asyncio.Queue[tuple[str, dict[str, Any]]]
 
@@ -147,6 +152,7 @@ class Projection:
         self.listeners: dict[str, set[Listener]] = {}
         self._subs: list[Subscription] = []
         self._waiting: set[asyncio.Task[None]] = set()
+        self._metrics_told: dict[str, float] = {}
         #: told every new event after it was folded in (webhooks)
         self.observers: list[Callable[[BusEvent], None]] = []
 
@@ -243,7 +249,17 @@ class Projection:
             if event.event_id in view.seen:
                 return
             view.seen.add(event.event_id)
+            view.seen_order.append(event.event_id)
+            if len(view.seen_order) > SEEN_MAX:  # JetStream dedupes too; this bounds memory
+                view.seen.discard(view.seen_order.popleft())
         told = handler(view, event)
+        if told is not None and isinstance(event, MetricSampleBatch):
+            # batches come many a second: pages hear "metrics changed" at most twice a second
+            now = time.monotonic()
+            if now - self._metrics_told.get(event.namespace, 0.0) < METRICS_TELL_S:
+                told = None
+            else:
+                self._metrics_told[event.namespace] = now
         if told is not None:
             self._tell(event.namespace, *told)
         for observer in self.observers:

@@ -7,6 +7,8 @@ import logging
 import uvicorn
 from fastapi import FastAPI
 
+from .errors import ConsoleError
+
 log = logging.getLogger(__name__)
 
 
@@ -38,7 +40,13 @@ class ApiServer:
     async def start(self) -> None:
         self.config.load()
         self.server.lifespan = self.config.lifespan_class(self.config)
-        await self.server.startup()
+        try:
+            await self.server.startup()
+        except SystemExit:  # uvicorn exits on a bind error; the service should say why and stop
+            raise ConsoleError(
+                f"cannot serve the console on {self.host}:{self.port} (in use, or not an "
+                "address of this machine): set HMS_CONSOLE_API_PORT / --console-port"
+            ) from None
         if self.server.servers and self.server.servers[0].sockets:
             self.port = int(self.server.servers[0].sockets[0].getsockname()[1])
         self.server.started = True

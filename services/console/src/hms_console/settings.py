@@ -16,7 +16,7 @@ class ConsoleSettings(ServiceSettings):
 
     api_host: str = Field(default="127.0.0.1", description="Address of the API and dashboard")
     api_port: int = Field(
-        default=8470, ge=0, le=65535, description="Port of the API and dashboard (0: any free)"
+        default=8700, ge=0, le=65535, description="Port of the API and dashboard (0: any free)"
     )
     public_url: str | None = Field(
         default=None, description="URL people reach the console at, when behind a proxy"

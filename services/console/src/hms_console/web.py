@@ -131,7 +131,7 @@ def create_app(console: Console) -> FastAPI:
         version=__version__,
         description="Per-namespace API over the services' events: who may see and do what.",
         dependencies=[Depends(guard)],
-        docs_url="/docs",
+        docs_url=None,  # Swagger UI loads from a CDN; the console works offline
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
     )

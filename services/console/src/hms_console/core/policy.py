@@ -53,7 +53,6 @@ ROUTES: dict[tuple[str, str], Need] = {
     ("GET", "/static/{path:path}"): "public",
     ("GET", "/badge/{namespace}/{slo}.svg"): "public",
     ("GET", "/openapi.json"): "public",
-    ("GET", "/docs"): "public",
     ("GET", "/api/v1/whoami"): "authenticated",
     ("GET", "/dashboard"): "authenticated",
     # per-namespace reading
@@ -76,6 +75,7 @@ ROUTES: dict[tuple[str, str], Need] = {
     ("GET", "/api/v1/namespaces/{namespace}/scaling"): "read",
     ("GET", "/api/v1/namespaces/{namespace}/dead-letters"): "read",
     ("GET", "/api/v1/namespaces/{namespace}/audit/verify"): "read",
+    ("GET", "/api/v1/namespaces/{namespace}/reports/compliance"): "read",
     ("GET", "/api/v1/namespaces/{namespace}/webhooks/deliveries"): "admin",
     # responders: acknowledge, resolve, approve
     ("POST", "/api/v1/namespaces/{namespace}/incidents/{incident_id}/ack"): "respond",

@@ -23,15 +23,23 @@ class Series:
 class MetricWindow:
     """The recent samples of one namespace's metrics."""
 
-    def __init__(self, span_s: float = 3600.0, max_points: int = 20_000) -> None:
+    def __init__(
+        self, span_s: float = 3600.0, max_points: int = 20_000, max_series: int = 5_000
+    ) -> None:
         self.span_s = span_s
         self.max_points = max_points
+        self.max_series = max_series
         self.series: dict[SeriesKey, Series] = {}
+        #: samples of series beyond ``max_series`` that were not kept (a label explosion)
+        self.refused = 0
 
     def add(self, name: str, value: float, at: float, unit: str, labels: Mapping[str, str]) -> None:
         key = (name, tuple(sorted(labels.items())))
         series = self.series.get(key)
         if series is None:
+            if len(self.series) >= self.max_series:
+                self.refused += 1
+                return
             series = self.series[key] = Series(unit, deque(maxlen=self.max_points))
         points = series.points
         if points and at < points[-1][0]:

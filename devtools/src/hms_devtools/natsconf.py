@@ -3,8 +3,10 @@
 ``infra/nats/auth.conf`` holds one user per service with the least-privilege permissions of
 ``hms_contracts.topology`` (the same as ``infra/nats/permissions.json``) and the admin user;
 passwords are never in a file: each is an environment variable of the nats-server process
-(``$HMS_NATS_<USER>_PASSWORD``, a clear password or its bcrypt hash), so the file can be
-committed and the secrets come from compose's environment or a Kubernetes Secret.
+(``$HMS_NATS_<USER>_PASSWORD``), so the file can be committed and the secrets come from
+compose's environment or a Kubernetes Secret. nats-server reads such a variable as a config
+value, so a password must start with a letter (one starting with digits would be read as a
+number or a date): :func:`new_password` makes one.
 ``infra/nats/nats.conf`` is one node (compose); ``infra/nats/cluster/nats-<n>.conf`` are the
 three nodes of a cluster whose routes authenticate each other with TLS certificates.
 """
@@ -12,6 +14,7 @@ three nodes of a cluster whose routes authenticate each other with TLS certifica
 from __future__ import annotations
 
 import json
+import secrets
 from typing import Any
 
 from hms_contracts import topology
@@ -40,6 +43,11 @@ def password_variable(user: str) -> str:
     """The environment variable holding a NATS user's password: ``hms-worker-pool`` ->
     ``HMS_NATS_WORKER_POOL_PASSWORD`` (``hms-admin`` -> ``HMS_NATS_ADMIN_PASSWORD``)."""
     return "HMS_NATS_" + user.removeprefix("hms-").upper().replace("-", "_") + "_PASSWORD"
+
+
+def new_password() -> str:
+    """A random password nats-server reads back as a string from its environment."""
+    return "hms" + secrets.token_hex(24)
 
 
 def service_user(service: str) -> str:

@@ -14,6 +14,7 @@ import pytest
 import yaml
 from hms_contracts import topology
 from hms_devtools import natsconf
+from hms_kit.container import HEALTHCHECK
 from hms_kit.settings import env_prefix
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,7 +81,7 @@ def test_every_service_runs_from_the_one_image_recipe(config: dict[str, Any]) ->
         assert env[prefix + "NATS_URL"] == "nats://nats:4222"
         assert env[prefix + "NATS_USER"] == f"hms-{svc.name}"
         assert env[prefix + "NATS_PASSWORD"] == f"secret-hms-{svc.name}"
-        assert spec["healthcheck"]["test"][-1] == "health"
+        assert spec["healthcheck"]["test"] == ["CMD", *HEALTHCHECK]
         assert spec["depends_on"]["nats"]["condition"] == "service_healthy"
         assert spec["depends_on"]["provision"]["condition"] == "service_completed_successfully"
         assert "ALL" in spec["cap_drop"]

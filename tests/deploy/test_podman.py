@@ -1,12 +1,13 @@
-"""The images for real, with Debian's podman and runc: build them from infra/Containerfile on a
-base made here (no registry can be pulled: a Debian rootfs from debootstrap, imported), run NATS,
-the provisioner and every service as compose.yaml describes them, check their health, scale the
-worker-pool to 3 and back.
+"""The images and compose.yaml for real, with Debian's podman and runc: build the images from
+infra/Containerfile on a base made here (no registry can be pulled: a Debian rootfs from
+debootstrap, imported), then ``docker-compose up`` (Debian's, talking to podman's Docker API on
+a socket of its own) starts NATS, the provisioner and every service; each turns healthy; the
+worker-pool scales to 3 and back to 1.
 
-Differences from ``docker compose up``, and why: containers use the host's network on loopback
-(each with its own port) rather than a bridge, so no test traffic leaves 127.0.0.1; health is
-checked with ``podman healthcheck run`` and the compose health command, since podman schedules
-health checks through systemd, which this machine does not run.
+Podman runs health checks from systemd timers, and this machine has no systemd: the test runs
+``podman healthcheck run`` on every container of the project each second instead (what the
+timers would do), so compose's ``depends_on: condition: service_healthy`` works as it does
+under Docker.
 
 The base rootfs is cached by content (suite, packages, mirror, the machine's CA bundle) in
 ``HMS_CONTAINER_CACHE`` (default ``~/.cache/hms-ops/containers``): debootstrap takes about a
@@ -15,6 +16,8 @@ minute once; later runs import the cached tarball.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import os
 import secrets
@@ -22,16 +25,12 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from functools import partial
 from pathlib import Path
-from typing import Any
 
 import nats
 import pytest
-import yaml
 from hms_contracts import topology
 from hms_devtools import natsconf
-from hms_kit.settings import env_prefix
 from hms_ops.registry import read_registry
 from hms_stack.natsserver import free_port, nats_server_binary
 from hms_testing.waiting import wait_until
@@ -159,6 +158,10 @@ def images(base_image: str) -> Iterator[dict[str, str]]:
     }
     build(base_image, "hms-worker-pool", built["worker-pool"])
     build(base_image, "hms-stack", built["stack"])
+    for svc in topology.SERVICES:  # compose's image names, for the services run from hms-stack
+        if svc.name != "worker-pool":
+            built[svc.name] = f"localhost/hms-ops/{svc.name}:t{tag}"
+            podman("tag", built["stack"], built[svc.name])
     with tempfile.TemporaryDirectory() as ctx:
         shutil.copy(nats_server_binary(), Path(ctx) / "nats-server")
         (Path(ctx) / "Containerfile").write_text(
@@ -166,72 +169,116 @@ def images(base_image: str) -> Iterator[dict[str, str]]:
         )
         built["nats"] = f"localhost/hms-ops/nats:t{tag}"
         podman("build", "-t", built["nats"], ctx, timeout=300)
-    yield built
+    yield {**built, "tag": f"t{tag}"}
     for image in built.values():
         podman("rmi", "-f", image, check=False)
 
 
-def compose_config(env: dict[str, str]) -> dict[str, Any]:
-    out = subprocess.run(
-        ["docker-compose", "-f", str(ROOT / "compose.yaml"), "config"],
-        env={"PATH": os.environ.get("PATH", ""), **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-        cwd=ROOT,
-    )
-    data: dict[str, Any] = yaml.safe_load(out.stdout)
-    return data
+class PodmanApi:
+    """``podman system service`` on a socket of its own: the Docker API docker-compose talks to."""
+
+    def __init__(self, directory: Path) -> None:
+        self.socket = directory / "podman.sock"
+        self.proc = subprocess.Popen(
+            ["podman", "system", "service", "--time=0", f"unix://{self.socket}"],
+            env=_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=(directory / "podman-service.log").open("wb"),
+        )
+
+    @property
+    def docker_host(self) -> str:
+        return f"unix://{self.socket}"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
-class Containers:
-    """The containers this test starts (by name), removed at the end."""
+class Project:
+    """One compose project: ``docker-compose -p <name>`` with the test's environment."""
 
-    def __init__(self, tag: str) -> None:
-        self.tag = tag
-        self.names: list[str] = []
-        self.volumes: list[str] = []
+    def __init__(self, name: str, api: PodmanApi, env: dict[str, str]) -> None:
+        self.name = name
+        self.env = {
+            "PATH": os.environ.get("PATH", ""),
+            "DOCKER_HOST": api.docker_host,
+            "COMPOSE_HTTP_TIMEOUT": "300",
+            **env,
+        }
 
-    def run(self, name: str, *args: str, env: dict[str, str]) -> str:
-        """``podman run -d`` on the host's network; ``args``: options, image, command."""
-        full = f"hms-{self.tag}-{name}"
-        argv = ["run", "-d", "--name", full, "--network", "host"]
-        for key, value in env.items():
-            argv.append(f"--env={key}={value}")
-        self.names.append(full)
-        podman(*argv, *args, timeout=120)
-        return full
+    def compose(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        out = subprocess.run(
+            ["docker-compose", "-p", self.name, "-f", str(ROOT / "compose.yaml"), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            cwd=ROOT,
+        )
+        assert out.returncode == 0, f"docker-compose {' '.join(args)}:\n{out.stderr[-3000:]}"
+        return out
 
-    def remove(self) -> None:
-        for name in reversed(self.names):
-            podman("rm", "-f", "-v", "-t", "2", name, check=False, timeout=60)
-        for volume in self.volumes:
-            podman("volume", "rm", "-f", volume, check=False)
+    def containers(self, service: str | None = None) -> list[str]:
+        label = f"label=com.docker.compose.project={self.name}"
+        args = ["ps", "--filter", label, "--format", "{{.Names}}"]
+        if service:
+            args[1:1] = ["--filter", f"label=com.docker.compose.service={service}"]
+        return podman(*args).stdout.split()
+
+    def health(self, container: str) -> str:
+        out = podman("inspect", "--format", "{{.State.Health.Status}}", container, check=False)
+        return out.stdout.strip()
+
+    def not_healthy(self) -> list[str]:
+        label = f"label=com.docker.compose.project={self.name}"
+        rows = podman("ps", "--filter", label, "--format", "{{.Names}}|{{.Status}}").stdout
+        return [row.split("|")[0] for row in rows.splitlines() if "(healthy)" not in row]
+
+    def check_health(self, container: str) -> None:
+        """What podman's systemd timer would do for one container: run its health check."""
+        podman("healthcheck", "run", container, check=False, timeout=30)
+
+    def logs(self, container: str) -> str:
+        out = podman("logs", "--tail", "30", container, check=False)
+        return out.stdout[-3000:] + out.stderr[-3000:]
 
 
-def healthy(container: str, test: list[str]) -> bool:
-    """The compose health command, run in the container as the engine would."""
-    assert test[0] in ("CMD", "CMD-SHELL")
-    return podman("exec", container, *test[1:], check=False, timeout=30).returncode == 0
+async def pump_health(project: Project) -> None:
+    """Each second, the health check of every container not yet healthy (until cancelled):
+    compose waits on NATS's, the test on the services'; checking the healthy ones again would
+    only load this 2-core machine."""
+    while True:
+        waiting = await asyncio.to_thread(project.not_healthy)
+        await asyncio.gather(*(asyncio.to_thread(project.check_health, c) for c in waiting))
+        await asyncio.sleep(1)
 
 
-async def wait_healthy(container: str, test: list[str], timeout: float = 120) -> None:
+async def wait_healthy(project: Project, containers: list[str], timeout: float = 120) -> None:
     try:
-        await wait_until(partial(healthy, container, test), timeout=timeout, interval=1)
+        await wait_until(
+            lambda: all(project.health(c) == "healthy" for c in containers),
+            timeout=timeout,
+            interval=1,
+        )
     except AssertionError:
-        logs = podman("logs", "--tail", "30", container, check=False)
-        state = podman(
-            "inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", container, check=False
-        ).stdout
+        sick = [c for c in containers if project.health(c) != "healthy"]
         raise AssertionError(
-            f"{container} not healthy within {timeout:g} s ({state.strip()}):\n"
-            f"{logs.stdout[-3000:]}{logs.stderr[-3000:]}"
+            "not healthy: "
+            + ", ".join(f"{c} ({project.health(c)}):\n{project.logs(c)}" for c in sick)
         ) from None
 
 
-async def registry_count(url: str, password: str, service: str) -> int:
-    nc = await nats.connect(url, user="hms-admin", password=password, connect_timeout=5)
+async def registry_count(url: str, password: str, service: str) -> int | None:
+    try:
+        nc = await nats.connect(url, user="hms-admin", password=password, connect_timeout=5)
+    except (OSError, nats.errors.Error, TimeoutError):
+        return None
     try:
         beats = await read_registry(nc.jetstream())
     finally:
@@ -240,136 +287,76 @@ async def registry_count(url: str, password: str, service: str) -> int:
 
 
 @pytest.fixture
-def containers() -> Iterator[Containers]:
-    c = Containers(secrets.token_hex(3))
+def api(tmp_path: Path) -> Iterator[PodmanApi]:
+    service = PodmanApi(tmp_path)
     try:
-        yield c
+        yield service
     finally:
-        c.remove()
+        service.stop()
 
 
-async def test_images_run_the_compose_stack_and_the_worker_pool_scales(
-    tmp_path: Path, images: dict[str, str], containers: Containers
+async def test_compose_runs_the_images_under_podman_and_the_worker_pool_scales(
+    images: dict[str, str], api: PodmanApi
 ) -> None:
+    tag = images["tag"]
     users = [natsconf.ADMIN_USER, *(natsconf.service_user(s.name) for s in topology.SERVICES)]
     passwords = {natsconf.password_variable(u): natsconf.new_password() for u in users}
-    config = compose_config(passwords)["services"]
-    port, monitor = free_port(), free_port()
-    url = f"nats://127.0.0.1:{port}"
-
-    # NATS: compose's config and users, on this machine's loopback
-    etc = tmp_path / "etc-nats"
-    shutil.copytree(ROOT / "infra" / "nats", etc)
-    conf = (etc / "nats.conf").read_text()
-    conf = conf.replace('"0.0.0.0:4222"', f'"127.0.0.1:{port}"')
-    conf = conf.replace('"0.0.0.0:8222"', f'"127.0.0.1:{monitor}"')
-    (etc / "nats.conf").write_text(conf)
-    data = f"hms-{containers.tag}-nats-data"
-    containers.volumes.append(data)
-    nats_spec = config["nats"]
-    nats_name = containers.run(
-        "nats",
-        "-v",
-        f"{etc}:/etc/nats:ro",
-        "-v",
-        f"{data}:/data",
-        images["nats"],
-        *nats_spec["command"],
-        env=nats_spec["environment"],
+    nats_port = free_port()
+    project = Project(
+        f"hms{tag}",
+        api,
+        {
+            **passwords,
+            "HMS_NATS_IMAGE": images["nats"],
+            "HMS_IMAGE_PREFIX": "localhost/hms-ops",
+            "HMS_TAG": tag,
+            "HMS_NATS_PORT": str(nats_port),
+            "HMS_NATS_MONITOR_PORT": str(free_port()),
+            "HMS_CONSOLE_PORT": str(free_port()),
+        },
     )
-    nats_test = [
-        t.replace("127.0.0.1:8222", f"127.0.0.1:{monitor}")
-        for t in nats_spec["healthcheck"]["test"]
-    ]
-    await wait_healthy(nats_name, nats_test, timeout=60)
-
-    # the one-shot provisioner, as the admin
-    prov = config["provision"]
-    out = podman(
-        "run",
-        "--rm",
-        "--network",
-        "host",
-        *[f"--env={k}={v}" for k, v in {**prov["environment"], "HMS_NATS_URL": url}.items()],
-        images["stack"],
-        *prov["command"],
-        timeout=180,
-        check=False,
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
-
-    def service_env(svc: str) -> dict[str, str]:
-        prefix = env_prefix(svc)
-        env = dict(config[svc]["environment"])
-        env[prefix + "NATS_URL"] = url
-        env[prefix + "HTTP_HOST"] = "127.0.0.1"
-        env[prefix + "HTTP_PORT"] = str(free_port())
-        env[prefix + "HEARTBEAT_INTERVAL_S"] = "1"
-        return env
-
-    hardening = [
-        "--read-only",
-        "--tmpfs",
-        "/tmp",
-        "--cap-drop",
-        "ALL",
-        "--security-opt",
-        "no-new-privileges",
-    ]
-    started: dict[str, list[tuple[str, dict[str, str]]]] = {}
-    for svc in topology.SERVICES:
-        image = images["worker-pool"] if svc.name == "worker-pool" else images["stack"]
-        env = service_env(svc.name)
-        volume: list[str] = []
-        if svc.name != "worker-pool":  # a named volume each, as compose; workers: anonymous
-            vol = f"hms-{containers.tag}-{svc.name}-state"
-            containers.volumes.append(vol)
-            volume = ["-v", f"{vol}:/var/lib/hms"]
-        name = containers.run(svc.name, *hardening, *volume, image, env=env)
-        started[svc.name] = [(name, env)]
-
-    for svc in topology.SERVICES:
-        ((name, _),) = started[svc.name]
-        test = [*config[svc.name]["healthcheck"]["test"]]
-        await wait_healthy(name, test)
-    # the image's own HEALTHCHECK, as the engine runs it
-    ((worker, _),) = started["worker-pool"]
-    assert podman("healthcheck", "run", worker, check=False).returncode == 0
-    assert podman("exec", worker, "id", "-u").stdout.strip() == "10001"
-    assert podman("exec", worker, "cat", "/proc/1/comm").stdout.strip() == "tini"
-
+    url = f"nats://127.0.0.1:{nats_port}"
     admin_pw = passwords["HMS_NATS_ADMIN_PASSWORD"]
-    # scale the worker-pool to 3
-    for n in (2, 3):
-        env = service_env("worker-pool")
-        name = containers.run(f"worker-pool-{n}", *hardening, images["worker-pool"], env=env)
-        started["worker-pool"].append((name, env))
-    test = config["worker-pool"]["healthcheck"]["test"]
-    for name, _ in started["worker-pool"]:
-        await wait_healthy(name, test)
-    await wait_until(
-        lambda: _count_is(url, admin_pw, 3),
-        timeout=30,
-        interval=1,
-        message="three worker-pool instances in the registry",
-    )
 
-    # and back to 1: SIGTERM through tini, a drain, exit 0
-    for name, _ in started["worker-pool"][1:]:
-        podman("stop", "-t", "30", name, timeout=60)
-        code = podman("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip()
-        assert code == "0", podman("logs", "--tail", "20", name, check=False).stderr
-    await wait_until(
-        lambda: _count_is(url, admin_pw, 1),
-        timeout=60,
-        interval=1,
-        message="one worker-pool instance left in the registry",
-    )
-    assert healthy(worker, test)
+    async def workers_registered(n: int) -> bool:
+        return await registry_count(url, admin_pw, "worker-pool") == n
 
-
-async def _count_is(url: str, password: str, n: int) -> bool:
+    await wait_until(lambda: api.socket.exists(), timeout=20, message="podman's API socket")
+    pump = asyncio.create_task(pump_health(project))
     try:
-        return await registry_count(url, password, "worker-pool") == n
-    except (OSError, nats.errors.Error, TimeoutError):
-        return False
+        # nats healthy, then the provisioner once, then every service (compose's depends_on)
+        await asyncio.to_thread(project.compose, "up", "-d", "--no-build")
+        services = {svc.name: project.containers(svc.name) for svc in topology.SERVICES}
+        assert all(len(names) == 1 for names in services.values()), services
+        await wait_healthy(project, [n for names in services.values() for n in names])
+        (worker,) = services["worker-pool"]
+        assert podman("exec", worker, "id", "-u").stdout.strip() == "10001"
+        assert podman("exec", worker, "cat", "/proc/1/comm").stdout.strip() == "tini"
+        await wait_until(
+            lambda: workers_registered(1), timeout=30, interval=1, message="one worker"
+        )
+
+        await asyncio.to_thread(
+            project.compose, "up", "-d", "--no-build", "--scale", "worker-pool=3"
+        )
+        workers = project.containers("worker-pool")
+        assert len(workers) == 3
+        await wait_healthy(project, workers)
+        await wait_until(
+            lambda: workers_registered(3), timeout=30, interval=1, message="three workers"
+        )
+
+        # back to one: compose stops two with SIGTERM; each drains and takes itself out of the
+        # registry at once (a killed one would linger until its entry lapses, 20 s)
+        await asyncio.to_thread(
+            project.compose, "up", "-d", "--no-build", "--scale", "worker-pool=1"
+        )
+        assert len(project.containers("worker-pool")) == 1
+        await wait_until(
+            lambda: workers_registered(1), timeout=15, interval=0.5, message="back to one"
+        )
+    finally:
+        pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pump
+        await asyncio.to_thread(project.compose, "down", "-v", "-t", "5")

@@ -3,8 +3,10 @@
 ``python -m hms_kit.container run`` runs the service the image was built for
 (``HMS_SERVICE_PACKAGE``, e.g. ``hms-worker-pool``) in this process, with the container's
 defaults for settings that are not set: HTTP on every address, port 8080 (probes come from
-outside the container), state in ``/var/lib/hms``, JSON logs. ``python -m hms_kit.container
-health`` is the image's HEALTHCHECK: exit 0 only when ``/healthz`` answers 200.
+outside the container), state in ``/var/lib/hms``, JSON logs.
+
+The image's HEALTHCHECK (and compose's) is :data:`HEALTHCHECK`, ``infra/healthcheck.py``: the
+standard library only, exit 0 only when ``/healthz`` answers 200.
 """
 
 from __future__ import annotations
@@ -12,8 +14,6 @@ from __future__ import annotations
 import os
 import runpy
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 
 from .settings import env_prefix
@@ -21,6 +21,9 @@ from .settings import env_prefix
 PACKAGE_VARIABLE = "HMS_SERVICE_PACKAGE"
 HTTP_PORT = 8080
 STATE_DIR = "/var/lib/hms"
+
+#: the health check command (``infra/healthcheck.py``, copied into the image)
+HEALTHCHECK = ("python", "-S", "/opt/hms/healthcheck.py")
 
 
 def service_of(package: str) -> tuple[str, str]:
@@ -56,17 +59,6 @@ def run() -> None:
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 
-def health(timeout: float = 3.0) -> int:
-    service, _ = service_of(_package())
-    port = os.environ.get(env_prefix(service) + "HTTP_PORT", str(HTTP_PORT))
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=timeout) as resp:
-            return 0 if resp.status == 200 else 1
-    except (urllib.error.URLError, OSError) as exc:
-        print(f"unhealthy: {exc}", file=sys.stderr)
-        return 1
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     command = args[0] if args else "run"
@@ -74,11 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "run":
             run()
             return 0
-        if command == "health":
-            return health()
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
-    raise SystemExit(f"usage: python -m hms_kit.container [run|health], not {command!r}")
+    raise SystemExit(f"usage: python -m hms_kit.container [run], not {command!r}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ with probes, resources and its ServiceAccount; the autoscaler may only scale the
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -21,13 +22,27 @@ from hms_stack.natsserver import nats_server_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "infra" / "k8s"
-KUBECTL = shutil.which("kubectl")
 #: the oldest Kubernetes the manifests promise to fit
 KUBERNETES_VERSION = "1.29.0"
 
-needs_kubectl = pytest.mark.skipif(
-    KUBECTL is None, reason="kubectl is not installed (apt-get install kubernetes-client)"
-)
+
+def find_kubectl() -> tuple[str | None, str]:
+    """kubectl with a kustomize of version 4 or later (``labels``, ``replicas``, inline
+    ``patches``), or None and why not."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        return None, "kubectl is not installed (apt-get install kubernetes-client)"
+    out = subprocess.run(
+        [kubectl, "version", "--client"], capture_output=True, text=True, timeout=30, check=False
+    )
+    found = re.search(r"Kustomize Version: v(\d+)", out.stdout)
+    if found is None or int(found.group(1)) < 4:
+        return None, f"kubectl's kustomize is older than v4: {out.stdout.strip()[:200]!r}"
+    return kubectl, ""
+
+
+KUBECTL, WHY_NOT = find_kubectl()
+needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason=WHY_NOT)
 
 
 def render(overlay: str, tmp_path: Path) -> list[dict[str, Any]]:
@@ -51,7 +66,7 @@ def render(overlay: str, tmp_path: Path) -> list[dict[str, Any]]:
 @pytest.fixture(scope="module", params=["staging", "prod"])
 def rendered(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
     if KUBECTL is None:
-        pytest.skip("kubectl is not installed (apt-get install kubernetes-client)")
+        pytest.skip(WHY_NOT)
     overlay: str = request.param
     return overlay, render(overlay, tmp_path_factory.mktemp(overlay))
 

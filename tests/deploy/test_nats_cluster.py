@@ -4,6 +4,8 @@ lost, work goes on, and the node catches up when it comes back."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -13,7 +15,6 @@ import pytest
 from hms_contracts import specs
 from hms_kit.publish import headers_for
 from hms_kit.settings import env_prefix
-from hms_stack.stack import provision_stack
 from hms_testing.cluster import LocalCluster, local_streams
 from hms_testing.probe import SERVICE, ProbeItem, database_path, read_done
 from hms_testing.processes import ServiceLauncher
@@ -89,7 +90,10 @@ async def test_three_node_cluster_survives_a_killed_node(
     cluster: LocalCluster, admin: Client, tmp_path: Path
 ) -> None:
     js = admin.jetstream(timeout=5)
-    await wait_until(lambda: _provisioned(js), timeout=30, message="provisioning with 3 replicas")
+    # hms-ops provision, as an operator runs it against the cluster (every node's URL)
+    await wait_until(
+        lambda: _provisioned(cluster.url), timeout=60, interval=1, message="hms-ops provision"
+    )
     info = await stream_info(js, "JOB_RUNS")
     assert info.config.num_replicas == 3
     assert info.cluster is not None
@@ -169,12 +173,17 @@ async def test_three_node_cluster_survives_a_killed_node(
         launcher.close()
 
 
-async def _provisioned(js: JetStreamContext) -> bool:
-    try:
-        await provision_stack(js, replicas=3)
-    except (TimeoutError, nats.errors.Error):
-        return False  # the meta leader is still being elected
-    return True
+async def _provisioned(url: str) -> bool:
+    """``hms-ops provision --replicas 3``; False while the cluster elects its meta leader."""
+    out = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "hms_ops", "provision", "--replicas", "3", "--nats-url", url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return out.returncode == 0
 
 
 async def _empty(js: JetStreamContext, stream: str) -> bool:

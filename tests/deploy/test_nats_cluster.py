@@ -4,9 +4,9 @@ lost, work goes on, and the node catches up when it comes back."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
-from datetime import timedelta
 from pathlib import Path
 
 import hms_contracts as ev
@@ -14,8 +14,10 @@ import nats
 import pytest
 from hms_contracts import specs
 from hms_kit.publish import headers_for
-from hms_stack.stack import provision_stack
+from hms_kit.settings import env_prefix
 from hms_testing.cluster import LocalCluster, local_streams
+from hms_testing.probe import SERVICE, ProbeItem, database_path, read_done
+from hms_testing.processes import ServiceLauncher
 from hms_testing.samples import NS, T0
 from hms_testing.waiting import wait_until
 from nats.aio.client import Client
@@ -53,17 +55,9 @@ async def admin(cluster: LocalCluster) -> AsyncIterator[Client]:
         await nc.close()
 
 
-def run(i: int) -> ev.RunScheduled:
-    at = T0 + timedelta(minutes=i)
-    return ev.RunScheduled.create(
-        namespace=NS,
-        occurred_at=at,
-        job_id="ssa_re_score",
-        run_id=ev.run_id_for("ssa_re_score", at),
-        queue="ssa_re_score_q",
-        scheduled_at=at,
-        task={"slice": i},
-    )
+def item(i: int) -> ProbeItem:
+    """A work item on the work queue (``job.run.<ns>.probe_q``) with its deterministic id."""
+    return ProbeItem(event_id=f"{NS}-{i}", occurred_at=T0, namespace=NS, item=i)
 
 
 def batch(i: int) -> ev.MetricSampleBatch:
@@ -77,7 +71,7 @@ def batch(i: int) -> ev.MetricSampleBatch:
 
 
 async def publish_until_acked(
-    js: JetStreamContext, event: ev.RunScheduled | ev.MetricSampleBatch
+    js: JetStreamContext, event: ProbeItem | ev.MetricSampleBatch
 ) -> PubAck:
     """A producer's loop: publish with the event's Nats-Msg-Id until the stream acknowledges
     it (an election in progress answers with a timeout or 'no responders'; the retry dedupes)."""
@@ -92,81 +86,61 @@ async def publish_until_acked(
     raise AssertionError(f"{event.event_id} never acknowledged")
 
 
-class Worker:
-    """Pulls runs from the worker pool's durable, records each, then acks synchronously (the
-    server confirms the ack), as the worker-pool does once a run's end is committed."""
-
-    def __init__(self, js: JetStreamContext) -> None:
-        self.js = js
-        self.worked: list[str] = []  # effect committed (before the ack)
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        sub = await self.js.pull_subscribe_bind(
-            specs.WORKER_RUNS.durable, stream=specs.WORKER_RUNS.stream
-        )
-        self._task = asyncio.create_task(self._work(sub))
-
-    async def _work(self, sub: nats.js.JetStreamContext.PullSubscription) -> None:
-        while True:
-            try:
-                msgs = await sub.fetch(20, timeout=1)
-            except (TimeoutError, nats.errors.Error):  # no work now, or an election
-                continue
-            for msg in msgs:
-                self.worked.append(ev.RunScheduled.model_validate_json(msg.data).run_id)
-                with contextlib.suppress(TimeoutError, nats.errors.Error):
-                    await msg.ack_sync(timeout=5)  # not confirmed: it comes back
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-
 async def test_three_node_cluster_survives_a_killed_node(
-    cluster: LocalCluster, admin: Client
+    cluster: LocalCluster, admin: Client, tmp_path: Path
 ) -> None:
     js = admin.jetstream(timeout=5)
-    await wait_until(lambda: _provisioned(js), timeout=30, message="provisioning with 3 replicas")
+    # hms-ops provision, as an operator runs it against the cluster (every node's URL)
+    await wait_until(
+        lambda: _provisioned(cluster.url), timeout=60, interval=1, message="hms-ops provision"
+    )
     info = await stream_info(js, "JOB_RUNS")
     assert info.config.num_replicas == 3
     assert info.cluster is not None
     assert len(info.cluster.replicas or []) == 2
     assert (await stream_info(js, "KV_hms_leases")).config.num_replicas == 3
 
-    worker_nc = await _connect(cluster.urls, "hms-test-worker")
-    worker = Worker(worker_nc.jetstream(timeout=5))
-    await worker.start()
+    # a real service process on the kit, given every node's URL: it pulls the work queue in
+    # batches, commits each batch to SQLite, then acks (the probe replaces worker_pool's durable:
+    # a work queue takes one consumer per subject)
+    await js.delete_consumer("JOB_RUNS", specs.WORKER_RUNS.durable)
+    launcher = ServiceLauncher(tmp_path / "services", cluster.url)
     published: set[str] = set()
     metric_ids: set[str] = set()
     try:
-        for i in range(RUNS_PER_PHASE):
-            await publish_until_acked(js, run(i))
-            published.add(run(i).run_id)
-        for i in range(BATCHES_PER_PHASE):
-            await publish_until_acked(js, batch(i))
-            metric_ids.add(batch(i).event_id)
+        worker = await launcher(
+            "hms_testing.probe",
+            service=SERVICE,
+            env={env_prefix(SERVICE) + "STREAM_REPLICAS": "3"},
+            timeout=40,
+        )
+        db = database_path(worker.state_dir)
 
+        async def phase(first: int) -> None:
+            for i in range(first, first + RUNS_PER_PHASE):
+                await publish_until_acked(js, item(i))
+                published.add(item(i).event_id)
+            for i in range(first, first + BATCHES_PER_PHASE):
+                await publish_until_acked(js, batch(i))
+                metric_ids.add(batch(i).event_id)
+
+        await phase(0)
         # kill -9 the node that leads the work queue: a leader election under load
         leader = (await stream_info(js, "JOB_RUNS")).cluster.leader  # type: ignore[union-attr]
         victim = cluster.node(str(leader))
         victim.kill()
+        await phase(RUNS_PER_PHASE)
 
-        for i in range(RUNS_PER_PHASE, 2 * RUNS_PER_PHASE):
-            await publish_until_acked(js, run(i))
-            published.add(run(i).run_id)
-        for i in range(BATCHES_PER_PHASE, 2 * BATCHES_PER_PHASE):
-            await publish_until_acked(js, batch(i))
-            metric_ids.add(batch(i).event_id)
-
-        # every acknowledged run is worked, on the two nodes left
+        # every acknowledged run is worked, on the two nodes left, each once in the ledger
         await wait_until(
-            lambda: published <= set(worker.worked),
+            lambda: published <= set(read_done(db)),
             timeout=60,
+            interval=0.5,
             message="every acknowledged run worked after the kill",
         )
+        assert sorted(read_done(db)) == sorted(published)
+        status, body = await worker.healthz()
+        assert status == 200, body
         new_leader = (await stream_info(js, "JOB_RUNS")).cluster.leader  # type: ignore[union-attr]
         assert new_leader != victim.name
         metrics = await stream_info(js, "METRICS")
@@ -195,18 +169,21 @@ async def test_three_node_cluster_survives_a_killed_node(
         await wait_until(
             lambda: _empty(js, "JOB_RUNS"), timeout=30, message="every run acknowledged"
         )
-        assert set(worker.worked) == published
     finally:
-        await worker.stop()
-        await worker_nc.close()
+        launcher.close()
 
 
-async def _provisioned(js: JetStreamContext) -> bool:
-    try:
-        await provision_stack(js, replicas=3)
-    except (TimeoutError, nats.errors.Error):
-        return False  # the meta leader is still being elected
-    return True
+async def _provisioned(url: str) -> bool:
+    """``hms-ops provision --replicas 3``; False while the cluster elects its meta leader."""
+    out = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "hms_ops", "provision", "--replicas", "3", "--nats-url", url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return out.returncode == 0
 
 
 async def _empty(js: JetStreamContext, stream: str) -> bool:

@@ -60,6 +60,15 @@ def test_a_missing_password_is_refused_by_name(tmp_path: Path) -> None:
     assert "HMS_NATS_WORKER_POOL_PASSWORD" in out.stderr + out.stdout
 
 
+def test_passwords_must_start_with_a_letter(tmp_path: Path) -> None:
+    env = password_env()
+    env["HMS_NATS_CONSOLE_PASSWORD"] = "2024-01-01abc"  # read as a date: refused
+    assert check(copy_tree(tmp_path) / "nats.conf", env).returncode != 0
+    env["HMS_NATS_CONSOLE_PASSWORD"] = natsconf.new_password()
+    out = check(copy_tree(tmp_path) / "nats.conf", env)
+    assert out.returncode == 0, out.stderr
+
+
 def test_cluster_nodes_are_valid_with_their_certificates(tmp_path: Path) -> None:
     ca = TestCA(tmp_path / "tls")
     ca.issue("nats", hosts=("nats", "nats-1", "nats-2", "nats-3"), stem="server")

@@ -3,8 +3,10 @@
 ``infra/nats/auth.conf`` holds one user per service with the least-privilege permissions of
 ``hms_contracts.topology`` (the same as ``infra/nats/permissions.json``) and the admin user;
 passwords are never in a file: each is an environment variable of the nats-server process
-(``$HMS_NATS_<USER>_PASSWORD``, a clear password or its bcrypt hash), so the file can be
-committed and the secrets come from compose's environment or a Kubernetes Secret.
+(``$HMS_NATS_<USER>_PASSWORD``), so the file can be committed and the secrets come from
+compose's environment or a Kubernetes Secret. nats-server reads such a variable as a config
+value, so a password must start with a letter (one starting with digits would be read as a
+number or a date): :func:`new_password` makes one.
 ``infra/nats/nats.conf`` is one node (compose); ``infra/nats/cluster/nats-<n>.conf`` are the
 three nodes of a cluster whose routes authenticate each other with TLS certificates.
 """
@@ -12,6 +14,7 @@ three nodes of a cluster whose routes authenticate each other with TLS certifica
 from __future__ import annotations
 
 import json
+import secrets
 from typing import Any
 
 from hms_contracts import topology
@@ -23,6 +26,7 @@ CLUSTER_SIZE = 3
 TLS_DIR = "/etc/nats/tls"
 
 AUTH_PATH = "infra/nats/auth.conf"
+K8S_DIR = "infra/k8s/base/nats"
 SINGLE_PATH = "infra/nats/nats.conf"
 CLUSTER_DIR = "infra/nats/cluster"
 
@@ -40,6 +44,11 @@ def password_variable(user: str) -> str:
     """The environment variable holding a NATS user's password: ``hms-worker-pool`` ->
     ``HMS_NATS_WORKER_POOL_PASSWORD`` (``hms-admin`` -> ``HMS_NATS_ADMIN_PASSWORD``)."""
     return "HMS_NATS_" + user.removeprefix("hms-").upper().replace("-", "_") + "_PASSWORD"
+
+
+def new_password() -> str:
+    """A random password nats-server reads back as a string from its environment."""
+    return "hms" + secrets.token_hex(24)
 
 
 def service_user(service: str) -> str:
@@ -130,17 +139,40 @@ def cluster_node(n: int) -> dict[str, Any]:
     }
 
 
-def _with_auth(config: dict[str, Any], include: str) -> str:
+def kubernetes_node() -> dict[str, Any]:
+    """A pod of the NATS StatefulSet (``nats-0`` ... ``nats-2`` behind the headless Service
+    ``nats-headless``): its name from the pod (``$POD_NAME``), routes to every pod; routes are
+    confined to the NATS pods by a NetworkPolicy, client TLS comes from ``tls.conf`` (empty in
+    the base, set by an overlay)."""
+    routes = [f"nats-route://nats-{i}.nats-headless:6222" for i in range(CLUSTER_SIZE)]
+    return {
+        "server_name": Env("POD_NAME"),
+        "listen": "0.0.0.0:4222",
+        "http": "0.0.0.0:8222",
+        "max_payload": 8 * 1024 * 1024,
+        "lame_duck_duration": "30s",
+        "pid_file": "/var/run/nats/nats.pid",  # for the preStop lame-duck signal
+        "jetstream": _jetstream(),
+        "cluster": {"name": CLUSTER_NAME, "listen": "0.0.0.0:6222", "routes": routes},
+    }
+
+
+def _with_auth(config: dict[str, Any], *includes: str) -> str:
     body = dumps(config)
     # nats-server's include directive sits inside the top-level block
-    return _HEADER + body[:-2] + f"\n  include {json.dumps(include)}\n}}\n"
+    lines = "".join(f"\n  include {json.dumps(name)}" for name in includes)
+    return _HEADER + body[:-2] + lines + "\n}\n"
 
 
 def render() -> dict[str, str]:
     """Every generated nats-server file, relative path to content."""
+    auth = _HEADER + '"authorization": ' + dumps({"users": users()}) + "\n"
     files = {
-        AUTH_PATH: _HEADER + '"authorization": ' + dumps({"users": users()}) + "\n",
+        AUTH_PATH: auth,
         SINGLE_PATH: _with_auth(single_node(), "auth.conf"),
+        # kustomize reads files only under its own folder: the same users, copied
+        f"{K8S_DIR}/auth.conf": auth,
+        f"{K8S_DIR}/nats.conf": _with_auth(kubernetes_node(), "auth.conf", "tls.conf"),
     }
     for n in range(1, CLUSTER_SIZE + 1):
         files[f"{CLUSTER_DIR}/nats-{n}.conf"] = _with_auth(cluster_node(n), "../auth.conf")

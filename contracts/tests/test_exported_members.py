@@ -44,7 +44,7 @@ def test_all_is_pinned() -> None:
         "ServiceHeartbeat",
         "SlaBreached",
         "SubjectError",
-        "WorkItem",
+        "WorkItemBatch",
         "decode",
         "deterministic_id",
         "event_for_subject",

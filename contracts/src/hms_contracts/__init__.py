@@ -31,7 +31,7 @@ from .runs import (
     RunProgressed,
     RunScheduled,
     RunStarted,
-    WorkItem,
+    WorkItemBatch,
     run_id_for,
     run_key,
 )
@@ -71,7 +71,7 @@ __all__ = [
     "ServiceHeartbeat",
     "SlaBreached",
     "SubjectError",
-    "WorkItem",
+    "WorkItemBatch",
     "decode",
     "deterministic_id",
     "event_for_subject",

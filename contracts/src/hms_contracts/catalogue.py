@@ -29,7 +29,7 @@ from .runs import (
     RunProgressed,
     RunScheduled,
     RunStarted,
-    WorkItem,
+    WorkItemBatch,
 )
 from .scaling import ScaleDecided
 
@@ -50,7 +50,7 @@ CATALOGUE: tuple[type[BusEvent], ...] = (
     RunCompleted,
     RunFailed,
     RunDeadLettered,
-    WorkItem,
+    WorkItemBatch,
     ScaleDecided,
     AuditRecorded,
     ConfigChanged,

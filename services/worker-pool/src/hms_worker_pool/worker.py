@@ -25,7 +25,7 @@ from hms_contracts.runs import (
     RunProgressed,
     RunScheduled,
     RunStarted,
-    WorkItem,
+    WorkItemBatch,
 )
 from hms_contracts.specs import ConsumerSpec
 from hms_kit import Clock, Reject, Retry, Service, publish
@@ -116,8 +116,8 @@ class Worker:
             result = await run_task(task, ctx, grace_s=self.kill_grace_s)
             if result.ok and task.command is not None:
                 await fanout.enqueue_file(scratch / ITEMS_FILE)
-            if result.ok and fanout.count:
-                result = await self._await_items(run, facts, fanout.count)
+            if result.ok and await fanout.flush():
+                result = await self._await_items(run, facts, fanout.count, fanout.batch)
         except FanOutError as exc:
             result = TaskResult(ok=False, error=str(exc))
         except asyncio.CancelledError:
@@ -189,16 +189,17 @@ class Worker:
         )
 
     async def _await_items(
-        self, run: RunScheduled, facts: dict[str, str], total: int
+        self, run: RunScheduled, facts: dict[str, str], total: int, per_batch: int
     ) -> TaskResult:
         """Wait until every item of the run is done or dead-lettered, reporting progress at
-        most once per ``progress_interval_s``; ok when none was dead-lettered."""
+        most once per ``progress_interval_s``; ok when none was dead-lettered. The bus counts
+        the batches left, so progress is at least ``done`` (exact once none is left)."""
         reported = -1
         last = float("-inf")
         poll = POLL_MIN_S
         while True:
             left, failed = await items_left(self.service.js, run)
-            done = max(total - left, 0)
+            done = total - min(total, left * per_batch)
             now = self.clock.monotonic()
             if done != reported and (left == 0 or now - last >= self.progress_interval_s):
                 await self._emit(
@@ -237,7 +238,7 @@ async def work(
     concurrency: int,
     kill_grace_s: float,
     items_spec: ConsumerSpec | None = None,
-    items_batch: int = 100,
+    items_batch: int = 10,
 ) -> None:
     """The worker-pool's loop: ``concurrency`` run pullers, each one run at a time, and as
     many item pullers, each a batch of items at a time."""
@@ -254,7 +255,7 @@ async def work(
         kill_grace_s=kill_grace_s,
         metrics=metrics,
     )
-    consumers: list[BatchConsumer[RunScheduled] | BatchConsumer[WorkItem]] = [
+    consumers: list[BatchConsumer[RunScheduled] | BatchConsumer[WorkItemBatch]] = [
         BatchConsumer.for_service(service, spec, RunScheduled, worker.handle, batch=1)
         for _ in range(concurrency)
     ]
@@ -269,7 +270,7 @@ async def work(
         )
         consumers += [
             BatchConsumer.for_service(
-                service, items_spec, WorkItem, items.handle, batch=items_batch
+                service, items_spec, WorkItemBatch, items.handle, batch=items_batch
             )
             for _ in range(concurrency)
         ]

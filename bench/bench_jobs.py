@@ -34,7 +34,7 @@ from pathlib import Path
 from hms_contracts import specs
 from hms_contracts.config import Job
 from hms_contracts.runs import RunScheduled, run_id_for
-from hms_kit import FakeClock, SystemClock, ensure_stream
+from hms_kit import FakeClock, SystemClock, ensure_stream, provision
 from hms_scheduler.adapters import NoActiveRuns, SqliteLedger, StaticJobs
 from hms_scheduler.firing import Firing, fire_forever
 from hms_worker_pool.fanout import FanOut
@@ -119,18 +119,6 @@ async def worker_process(url: str, state_dir: Path) -> AsyncIterator[asyncio.sub
                 await proc.wait()
 
 
-async def _consumer_ready(js: JetStreamContext, within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    while True:
-        try:
-            await js.consumer_info(specs.JOB_ITEMS.name, specs.WORKER_ITEMS.durable)
-            return
-        except NotFoundError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.1)
-
-
 async def _consumer_state(js: JetStreamContext) -> tuple[int, int]:
     info = await js.consumer_info(specs.JOB_ITEMS.name, specs.WORKER_ITEMS.durable)
     return info.num_pending, info.num_ack_pending
@@ -166,9 +154,12 @@ async def workqueue(ctx: BenchContext, nc: Client) -> Record:
     count = ctx.n(100_000, 20_000)
     with tempfile.TemporaryDirectory(prefix="hms-bench-worker-") as state:
         state_dir = Path(state)
-        # the first process provisions the worker's streams and consumers
-        async with worker_process(ctx.url, state_dir):
-            await _consumer_ready(js)
+        # as the worker-pool provisions them at its start
+        await provision(
+            js,
+            streams=(specs.JOB_ITEMS, specs.JOB_EVENTS),
+            consumers=(specs.WORKER_RUNS, specs.WORKER_ITEMS),
+        )
         m = await median_of(ctx.repeats, lambda: workqueue_pass(js, ctx.url, state_dir, count))
     await _drop_streams(js, specs.JOB_ITEMS.name, specs.JOB_EVENTS.name, specs.JOB_RUNS.name)
     return emit(

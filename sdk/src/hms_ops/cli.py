@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .applycli import register as register_registry_commands
+from .dlqcli import register as register_dlq_commands
 from .errors import StackError
 from .jobscli import register as register_jobs_commands
 from .state import StatePaths, default_state_dir
@@ -110,6 +111,7 @@ def status(
 
 register_registry_commands(app, state_paths)
 register_jobs_commands(app, state_paths)
+register_dlq_commands(app, state_paths)
 
 
 def _add_commands() -> None:

@@ -34,6 +34,7 @@ def test_all_is_pinned() -> None:
         "MetricSampleBatch",
         "Namespace",
         "Operator",
+        "RunAwaitingApproval",
         "RunCompleted",
         "RunDeadLettered",
         "RunFailed",

@@ -70,6 +70,7 @@ def test_asyncapi_carries_the_jetstream_specs() -> None:
         "hms_leases",
         "hms_services",
         "hms_config",
+        "hms_job_control",
     }
 
 

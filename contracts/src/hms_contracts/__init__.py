@@ -25,6 +25,7 @@ from .incidents import (
 )
 from .metrics import MetricSample, MetricSampleBatch
 from .runs import (
+    RunAwaitingApproval,
     RunCompleted,
     RunDeadLettered,
     RunFailed,
@@ -61,6 +62,7 @@ __all__ = [
     "MetricSampleBatch",
     "Namespace",
     "Operator",
+    "RunAwaitingApproval",
     "RunCompleted",
     "RunDeadLettered",
     "RunFailed",

@@ -23,6 +23,7 @@ from .incidents import (
 )
 from .metrics import MetricSampleBatch
 from .runs import (
+    RunAwaitingApproval,
     RunCompleted,
     RunDeadLettered,
     RunFailed,
@@ -45,6 +46,7 @@ CATALOGUE: tuple[type[BusEvent], ...] = (
     IncidentEscalated,
     IncidentClosed,
     RunScheduled,
+    RunAwaitingApproval,
     RunStarted,
     RunProgressed,
     RunCompleted,

@@ -79,6 +79,21 @@ class RunScheduled(_RunFacts):
         return (self.namespace, self.run_id)
 
 
+class RunAwaitingApproval(_RunFacts):
+    """A run of a job with ``approval: true`` waits for a person's approval before it starts
+    (``hms-ops jobs approve RUN_ID``); its deadline, and so its SLA clock, does not move."""
+
+    event_type: ClassVar[str | None] = "awaiting_approval"
+
+    deadline: AwareDatetime | None = Field(
+        default=None, description="When the run must be complete, as scheduled (unchanged)"
+    )
+
+    def natural_key(self) -> tuple[object, ...]:
+        """A run awaits approval once."""
+        return (self.namespace, self.run_id, self.event_type)
+
+
 class RunStarted(_RunFacts):
     """A worker took the run (or a redelivery of it) and began."""
 

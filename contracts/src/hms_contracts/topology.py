@@ -30,6 +30,9 @@ class ServiceSpec(BaseModel):
     config_kinds: tuple[str, ...] = Field(
         default=(), description="Config kinds it follows in the registry (read only)"
     )
+    kv_reads: tuple[str, ...] = Field(
+        default=(), description="Shared KV buckets whose keys it reads (direct gets only)"
+    )
 
     @field_validator("config_kinds")
     @classmethod
@@ -79,6 +82,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
         consumers=("worker_pool", "worker_pool_items"),
         reads=("JOB_RUNS", "DLQ"),
         publishes=(s.JOB_EVENT.wildcard(), s.JOB_ITEM.wildcard()),
+        kv_reads=(specs.JOB_CONTROL.bucket,),
     ),
     ServiceSpec(
         name="autoscaler",
@@ -218,6 +222,9 @@ def nats_permissions(svc: ServiceSpec) -> dict[str, dict[str, list[str]]]:
         publish += _own_keys_api(specs.LEASES, specs.lease_key(svc.name))
     for kind in svc.config_kinds:
         publish += _config_read_api(kind)
+    for name in svc.kv_reads:
+        bucket = next(b for b in specs.KV_BUCKETS if b.bucket == name)
+        publish.append(f"$JS.API.DIRECT.GET.{specs.kv_stream(bucket)}.$KV.{name}.>")
     subscribe = [f"{s.inbox_prefix(svc.name)}.>", *svc.subscribes]
     return {
         "publish": {"allow": sorted(dict.fromkeys(publish))},

@@ -16,6 +16,7 @@ from .applycli import register as register_registry_commands
 from .dlqcli import register as register_dlq_commands
 from .errors import StackError
 from .jobscli import register as register_jobs_commands
+from .queuescli import register as register_queues_commands
 from .state import StatePaths, default_state_dir
 from .status import as_json, collect_status, problems, stack_problems
 
@@ -112,6 +113,7 @@ def status(
 register_registry_commands(app, state_paths)
 register_jobs_commands(app, state_paths)
 register_dlq_commands(app, state_paths)
+register_queues_commands(app, state_paths)
 
 
 def _add_commands() -> None:

@@ -10,25 +10,23 @@ from the stream, and records who did it in the namespace's hash-chained audit lo
 
 from __future__ import annotations
 
-import asyncio
-import getpass
 import json
-import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from hms_contracts import SYSTEM_NAMESPACE, AuditRecorded, event_for_subject, specs, subjects
+from hms_contracts import specs, subjects
 from nats.aio.client import Client
 from nats.js.api import RawStreamMsg
 from nats.js.errors import APIError, NotFoundError
 from rich.console import Console
 
 from .applycli import StateDir
-from .errors import HmsOpsError, StackError
-from .state import ADMIN_USER, StatePaths, admin_connect, read_credentials, read_stack_file
+from .buscli import actor, audit, namespace_of, on_bus
+from .errors import HmsOpsError
+from .state import StatePaths
 
 T = TypeVar("T")
 TIMEOUT_S = 30.0
@@ -41,36 +39,6 @@ Seq = Annotated[int, typer.Argument(help="The dead letter's sequence in the DLQ 
 
 class DeadLetterError(HmsOpsError):
     """A dead letter cannot be shown or replayed as asked."""
-
-
-def on_bus(paths: StatePaths, work: Callable[[Client], Awaitable[T]]) -> T:
-    """Run ``work`` with an admin connection to the stack at ``paths``; errors become one
-    line and an exit code."""
-
-    async def go() -> T:
-        stack = read_stack_file(paths)
-        if stack is None:
-            raise StackError(
-                f"no stack is running from {paths.root} (no stack.json); start one with "
-                "`hms-ops up` or set HMS_STATE_DIR"
-            )
-        nc = await admin_connect(stack["nats_url"], read_credentials(paths)[ADMIN_USER])
-        try:
-            return await work(nc)
-        finally:
-            await nc.close()
-
-    try:
-        return asyncio.run(asyncio.wait_for(go(), TIMEOUT_S))
-    except TimeoutError:
-        err.print(f"[red]error:[/] the stack running from {paths.root} did not answer in time")
-        raise typer.Exit(2) from None
-    except StackError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
-    except HmsOpsError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(1) from None
 
 
 def _time(at: object) -> str | None:
@@ -125,55 +93,6 @@ async def one(nc: Client, seq: int) -> RawStreamMsg:
         return await nc.jetstream().get_msg(specs.DLQ.name, seq)
     except (NotFoundError, APIError):
         raise DeadLetterError(f"no dead letter with sequence {seq} in stream DLQ") from None
-
-
-def actor() -> str:
-    """Who is replaying: ``HMS_ACTOR``, else the login name, and the credential used."""
-    who = os.environ.get("HMS_ACTOR") or getpass.getuser()
-    return f"{who} (as {ADMIN_USER})"
-
-
-def namespace_of(subject: str) -> str:
-    model = event_for_subject(subject)
-    if model is None:
-        return SYSTEM_NAMESPACE
-    return model.family.namespace_of(subject)
-
-
-async def audit(
-    nc: Client, namespace: str, who: str, action: str, target: str, detail: dict[str, str]
-) -> AuditRecorded:
-    """Append a record to ``namespace``'s audit chain (compare-and-set on its last record,
-    retried when another writer got there first)."""
-    js = nc.jetstream()
-    subject = subjects.AUDIT.subject(namespace, "recorded")
-    for _ in range(20):
-        try:
-            last_msg = await js.get_last_msg(specs.AUDIT.name, subject)
-            previous: AuditRecorded | None = AuditRecorded.model_validate_json(last_msg.data or b"")
-            last_seq = last_msg.seq or 0
-        except NotFoundError:
-            previous, last_seq = None, 0
-        record = AuditRecorded.chain(
-            previous,
-            namespace=namespace,
-            occurred_at=datetime.now(UTC),
-            actor=who,
-            action=action,
-            target=target,
-            detail=detail,
-        )
-        headers = {
-            "Nats-Msg-Id": record.event_id,
-            "Nats-Expected-Last-Subject-Sequence": str(last_seq),
-        }
-        try:
-            await js.publish(subject, record.model_dump_json().encode(), headers=headers)
-            return record
-        except APIError as exc:
-            if exc.err_code != 10071:  # wrong last sequence: someone appended first
-                raise
-    raise DeadLetterError(f"the audit chain of {namespace!r} kept moving; try again")
 
 
 async def replay(nc: Client, seq: int, who: str) -> dict[str, Any]:

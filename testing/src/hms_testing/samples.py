@@ -110,6 +110,7 @@ def all_events() -> list[BusEvent]:
                 items=250,
             )
         ),
+        ev.RunAwaitingApproval.create(**_run(deadline=T0 + timedelta(minutes=300))),
         ev.RunStarted.create(**_run(worker_id="w-1", attempt=1)),
         ev.RunProgressed.create(**_run(done=100, total=250)),
         ev.RunCompleted.create(**_run(items=250, duration_s=3600.0)),

@@ -32,7 +32,7 @@ from opentelemetry import propagate, trace
 from pydantic import ValidationError
 
 from .deadletter import dead_letter, describe_error
-from .fate import Reject, Retry, attempt_of, settle_failure
+from .fate import Deferred, Reject, Retry, attempt_of, settle_failure
 from .metrics import KitMetrics
 
 if TYPE_CHECKING:
@@ -196,6 +196,8 @@ class BatchConsumer(Generic[E]):
         return links
 
     async def _settle_failure(self, batch: Sequence[Delivery[E]], exc: Exception) -> None:
+        if isinstance(exc, Deferred):  # the handler settles them itself, later
+            return
         if isinstance(exc, Retry | Reject):
             log.info("consumer %s: %r on %d message(s)", self.spec.durable, exc, len(batch))
         else:

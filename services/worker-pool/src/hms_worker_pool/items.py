@@ -17,17 +17,20 @@ import logging
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from hms_contracts.runs import WorkItemBatch
 from hms_contracts.specs import ConsumerSpec
-from hms_kit import Service
+from hms_kit import Deferred, Service
 from hms_kit.consumer import Delivery
 from hms_kit.deadletter import dead_letter_part
 from pydantic import JsonValue
 
+from .control import JobControl
 from .core import Task, TaskError, failure_fate, parse_task
 from .metrics import WorkerMetrics
+from .parking import Parking
 from .runner import RunContext, failure_text, run_task, scratch_name
 from .store import OutcomeStore
 
@@ -59,7 +62,11 @@ class ItemWorker:
         scratch_root: Path,
         kill_grace_s: float,
         metrics: WorkerMetrics,
+        control: JobControl,
+        parking: Parking,
     ) -> None:
+        self.control = control
+        self.parking = parking
         self.service = service
         self.store = store
         self.spec = spec
@@ -70,6 +77,32 @@ class ItemWorker:
         self._task: tuple[dict[str, JsonValue], Task] | None = None
 
     async def handle(self, batch: Sequence[Delivery[WorkItemBatch]]) -> None:
+        """Work the fetch's messages; from the first whose queue is paused on, hold them."""
+        if not any([await self._paused(d) for d in batch]):
+            await self.work_now(batch)
+            return
+        worked: list[Delivery[WorkItemBatch]] = []
+        for i, d in enumerate(batch):
+            if await self._paused(d):
+                for rest in batch[i:]:
+                    self.parking.park(
+                        rest, self.spec, partial(self._paused, rest), partial(self.work_now, [rest])
+                    )
+                break
+            await self.work_now([d])
+            worked.append(d)
+        for d in worked:
+            if not d.msg.is_acked:
+                await d.msg.ack()
+        raise Deferred(f"{len(batch) - len(worked)} held: their queue is paused")
+
+    async def _paused(self, d: Delivery[WorkItemBatch]) -> bool:
+        return await self.control.paused(d.event.namespace, d.event.queue)
+
+    async def work_now(self, batch: Sequence[Delivery[WorkItemBatch]]) -> None:
+        """Work the batches' items and record them; the caller acks what is not settled."""
+        if not batch:
+            return
         keys = [(d.event.namespace, d.event.run_id, i) for d in batch for i in d.event.indices()]
         seen = await self.store.done_items(keys)
         worked: list[_Worked] = []

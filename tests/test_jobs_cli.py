@@ -9,11 +9,22 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from hms_contracts import RunScheduled, specs
+from hms_contracts import (
+    AuditRecorded,
+    RunCompleted,
+    RunScheduled,
+    RunStarted,
+    run_id_for,
+    run_key,
+    specs,
+    subjects,
+)
 from hms_ops.state import ADMIN_USER, StatePaths, admin_connect, read_credentials, read_stack_file
 from hms_testing.stacks import hms_ops_in, provisioned_state
+from nats.js.errors import KeyDeletedError, KeyNotFoundError
 
 #: the design documents' ``jobs/ssa_re-score.yaml``, verbatim
 DOCUMENTS_JOB = """\
@@ -126,3 +137,102 @@ def test_jobs_apply_takes_jobs_only(stack: StatePaths, tmp_path: Path) -> None:
     done = hms_ops_in(stack, "jobs", "apply", "-f", str(path), "--check")
     assert done.returncode == 1
     assert f"{path}:7: metric" in done.stderr
+
+
+def on_stack(paths: StatePaths, work: Any) -> Any:
+    async def go() -> Any:
+        stack = read_stack_file(paths) or {}
+        nc = await admin_connect(stack["nats_url"], read_credentials(paths)[ADMIN_USER])
+        try:
+            return await work(nc)
+        finally:
+            await nc.close()
+
+    return asyncio.run(go())
+
+
+async def last_audit(nc: Any, namespace: str) -> AuditRecorded:
+    msg = await nc.jetstream().get_last_msg(
+        specs.AUDIT.name, subjects.AUDIT.subject(namespace, "recorded")
+    )
+    return AuditRecorded.model_validate_json(msg.data or b"")
+
+
+async def control_key(nc: Any, key: str) -> bool:
+    kv = await nc.jetstream().key_value(specs.JOB_CONTROL.bucket)
+    try:
+        await kv.get(key)
+    except (KeyNotFoundError, KeyDeletedError):
+        return False
+    return True
+
+
+def test_a_queue_is_paused_and_resumed_with_an_audit_record_of_who(stack: StatePaths) -> None:
+    key = specs.queue_pause_key("default", "ssa_re_score_q")
+    args = ("queues", "pause", "ssa_re_score_q", "-n", "default", "--json")
+    first = json.loads(hms_ops_in(stack, *args).stdout)
+    again = json.loads(hms_ops_in(stack, *args).stdout)
+    assert (first["paused"], first["changed"], again["changed"]) == (True, True, False)
+    assert on_stack(stack, lambda nc: control_key(nc, key))
+    record = on_stack(stack, lambda nc: last_audit(nc, "default"))
+    assert (record.action, record.target) == ("queue.pause", "default.ssa_re_score_q")
+    assert record.actor.endswith(f"(as {ADMIN_USER})")
+    resumed = hms_ops_in(stack, "queues", "resume", "ssa_re_score_q", "-n", "default")
+    assert resumed.stdout.strip() == "default.ssa_re_score_q resumed"
+    assert not on_stack(stack, lambda nc: control_key(nc, key))
+    bad = hms_ops_in(stack, "queues", "pause", "no.such", "-n", "default")
+    assert bad.returncode == 1
+    assert "queue 'no.such' must be a single subject token" in bad.stderr
+
+
+def test_a_run_is_approved_once_and_the_approval_audited(stack: StatePaths) -> None:
+    run_id = "ssa_re_score@2026-01-02T00:00:00Z"
+    args = ("jobs", "approve", run_id, "-n", "default", "--json")
+    first = json.loads(hms_ops_in(stack, *args).stdout)
+    again = json.loads(hms_ops_in(stack, *args).stdout)
+    assert (first["changed"], again["changed"]) == (True, False)
+    key = specs.approval_key("default", run_key("default", run_id))
+    assert on_stack(stack, lambda nc: control_key(nc, key))
+    record = on_stack(stack, lambda nc: last_audit(nc, "default"))
+    assert (record.action, record.target) == ("run.approve", run_id)
+    bad = hms_ops_in(stack, "jobs", "approve", "not-a-run", "-n", "default")
+    assert bad.returncode == 2
+    assert "must look like <job_id>@<scheduled_at_utc>" in bad.stderr
+
+
+def test_backfill_enqueues_each_slot_once_and_history_shows_the_runs(applied: StatePaths) -> None:
+    window = ("--from", "2026-03-01T00:00:00Z", "--to", "2026-03-03T00:00:00Z", "--json")
+    first = hms_ops_in(applied, "jobs", "backfill", "ssa_re_score", "-n", "default", *window)
+    assert first.returncode == 0, first.stderr
+    done = json.loads(first.stdout)
+    days = ["2026-03-01", "2026-03-02", "2026-03-03"]
+    assert done["enqueued"] == [f"ssa_re_score@{d}T00:00:00Z" for d in days]
+    again = json.loads(
+        hms_ops_in(applied, "jobs", "backfill", "ssa_re_score", "-n", "default", *window).stdout
+    )
+    assert again["enqueued"] == []
+
+    # a worker's events for the first of them, as the worker-pool publishes them
+    at = datetime(2026, 3, 1, tzinfo=UTC)
+    facts = {"namespace": "default", "job_id": "ssa_re_score", "queue": "ssa_re_score_q"}
+    facts["run_id"] = run_id_for("ssa_re_score", at)
+    events = [
+        RunStarted.create(occurred_at=at, worker_id="w1", attempt=1, **facts),
+        RunCompleted.create(occurred_at=at, items=1, duration_s=2.0, **facts),
+    ]
+
+    async def publish(nc: Any) -> None:
+        for event in events:
+            await nc.jetstream().publish(event.subject(), event.model_dump_json().encode())
+
+    on_stack(applied, publish)
+    rows = json.loads(
+        hms_ops_in(applied, "jobs", "history", "ssa_re_score", "-n", "default", "--json").stdout
+    )
+    [row] = [r for r in rows if r["run_id"] == facts["run_id"]]
+    assert (row["state"], row["attempts"], row["worker"]) == ("completed", 1, "w1")
+    later = ("--from", "2026-03-01T00:00:00Z", "--to", "2026-03-01T00:00:00Z", "--json")
+    skipped = json.loads(
+        hms_ops_in(applied, "jobs", "backfill", "ssa_re_score", "-n", "default", *later).stdout
+    )
+    assert skipped["skipped_completed"] == [facts["run_id"]]

@@ -71,6 +71,7 @@ def test_asyncapi_carries_the_jetstream_specs() -> None:
         "hms_services",
         "hms_config",
         "hms_console_tokens",
+        "hms_job_control",
     }
 
 

@@ -30,13 +30,14 @@ from .incidents import (
 )
 from .metrics import MetricSample, MetricSampleBatch
 from .runs import (
+    RunAwaitingApproval,
     RunCompleted,
     RunDeadLettered,
     RunFailed,
     RunProgressed,
     RunScheduled,
     RunStarted,
-    WorkItem,
+    WorkItemBatch,
     run_id_for,
     run_key,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "NotifyRequested",
     "Operator",
     "QueueControlRequested",
+    "RunAwaitingApproval",
     "RunCompleted",
     "RunDeadLettered",
     "RunFailed",
@@ -82,7 +84,7 @@ __all__ = [
     "SloStatusReported",
     "SubjectError",
     "TicketFiled",
-    "WorkItem",
+    "WorkItemBatch",
     "decode",
     "deterministic_id",
     "event_for_subject",

@@ -28,13 +28,14 @@ from .incidents import (
 )
 from .metrics import MetricSampleBatch
 from .runs import (
+    RunAwaitingApproval,
     RunCompleted,
     RunDeadLettered,
     RunFailed,
     RunProgressed,
     RunScheduled,
     RunStarted,
-    WorkItem,
+    WorkItemBatch,
 )
 from .scaling import ScaleDecided
 
@@ -56,12 +57,13 @@ CATALOGUE: tuple[type[BusEvent], ...] = (
     ScaleRequested,
     QueueControlRequested,
     RunScheduled,
+    RunAwaitingApproval,
     RunStarted,
     RunProgressed,
     RunCompleted,
     RunFailed,
     RunDeadLettered,
-    WorkItem,
+    WorkItemBatch,
     ScaleDecided,
     AuditRecorded,
     ConfigChanged,

@@ -79,6 +79,21 @@ class RunScheduled(_RunFacts):
         return (self.namespace, self.run_id)
 
 
+class RunAwaitingApproval(_RunFacts):
+    """A run of a job with ``approval: true`` waits for a person's approval before it starts
+    (``hms-ops jobs approve RUN_ID``); its deadline, and so its SLA clock, does not move."""
+
+    event_type: ClassVar[str | None] = "awaiting_approval"
+
+    deadline: AwareDatetime | None = Field(
+        default=None, description="When the run must be complete, as scheduled (unchanged)"
+    )
+
+    def natural_key(self) -> tuple[object, ...]:
+        """A run awaits approval once."""
+        return (self.namespace, self.run_id, self.event_type)
+
+
 class RunStarted(_RunFacts):
     """A worker took the run (or a redelivery of it) and began."""
 
@@ -160,16 +175,22 @@ def run_key(namespace: str, run_id: str) -> str:
     return hashlib.sha256(f"{namespace}|{run_id}".encode()).hexdigest()[:24]
 
 
-class WorkItem(_RunFacts):
-    """One work item a run fanned out, on ``job.item.<ns>.<queue>.<run_key>``; the run is
-    complete when every item of it is done."""
+class WorkItemBatch(_RunFacts):
+    """Work items a run fanned out, ``first`` onwards, on ``job.item.<ns>.<queue>.<run_key>``;
+    items travel in batches (one stored message, one ack for many items) and each is done on
+    its own; the run is complete when every item is done."""
 
     family: ClassVar[Family] = subjects.JOB_ITEM
 
-    index: int = Field(ge=0, description="Position of the item in its run, 0 for the first")
-    payload: JsonValue = Field(description="What the item works on, e.g. a shard's file list")
+    first: int = Field(ge=0, description="Index of the batch's first item in its run (0-based)")
+    payloads: list[JsonValue] = Field(
+        min_length=1,
+        max_length=1000,
+        description="What each item works on, e.g. a shard's file list; item first + i is "
+        "payloads[i]",
+    )
     task: dict[str, JsonValue] = Field(
-        default_factory=dict, description="How a worker runs the item (the run's task)"
+        default_factory=dict, description="How a worker runs each item (the run's task)"
     )
 
     def routing_token(self) -> str:
@@ -177,5 +198,9 @@ class WorkItem(_RunFacts):
         return f"{self.queue}.{run_key(self.namespace, self.run_id)}"
 
     def natural_key(self) -> tuple[object, ...]:
-        """An item is enqueued once per run and position."""
-        return (self.namespace, self.run_id, "item", self.index)
+        """A run's items are enqueued once per first index."""
+        return (self.namespace, self.run_id, "items", self.first)
+
+    def indices(self) -> range:
+        """The indices of the batch's items in their run."""
+        return range(self.first, self.first + len(self.payloads))

@@ -303,7 +303,28 @@ CONSOLE_TOKENS = KVSpec(
     ),
 )
 
-KV_BUCKETS: tuple[KVSpec, ...] = (LEASES, SERVICE_REGISTRY, CONFIG, CONSOLE_TOKENS)
+JOB_CONTROL = KVSpec(
+    bucket="hms_job_control",
+    history=16,
+    description=(
+        "People's hands on the work: <ns>.queue.<queue> while a queue is paused (it hands out "
+        "nothing until the key is gone), <ns>.approval.<run_key> once a run awaiting approval "
+        "is approved; each value says who and when"
+    ),
+)
+
+KV_BUCKETS: tuple[KVSpec, ...] = (LEASES, SERVICE_REGISTRY, CONFIG, CONSOLE_TOKENS, JOB_CONTROL)
+
+
+def queue_pause_key(namespace: str, queue: str) -> str:
+    """Key in ``hms_job_control`` present while ``queue`` of ``namespace`` is paused."""
+    return f"{namespace}.queue.{queue}"
+
+
+def approval_key(namespace: str, run_key: str) -> str:
+    """Key in ``hms_job_control`` present once the run (``hms_contracts.run_key``) is approved."""
+    return f"{namespace}.approval.{run_key}"
+
 
 #: Streams no service owns: the stack's admin creates and configures them (``hms-ops up`` or
 #: ``hms-ops provision``), services only check that they exist. The KV buckets are shared too.

@@ -101,6 +101,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
         consumers=("worker_pool", "worker_pool_items"),
         reads=("JOB_RUNS", "DLQ"),
         publishes=(s.JOB_EVENT.wildcard(), s.JOB_ITEM.wildcard()),
+        kv_reads=(specs.JOB_CONTROL.bucket,),
     ),
     ServiceSpec(
         name="autoscaler",

@@ -13,11 +13,13 @@ from rich.console import Console
 from rich.table import Table
 
 from .applycli import register as register_registry_commands
+from .dlqcli import register as register_dlq_commands
 from .errors import StackError
 from .incidentscli import register as register_incident_commands
 from .jobscli import register as register_jobs_commands
 from .metricscli import register as register_metrics_commands
 from .oncallcli import register as register_oncall_commands
+from .queuescli import register as register_queues_commands
 from .scalecli import register as register_scale_commands
 from .state import StatePaths, default_state_dir
 from .status import as_json, collect_status, problems, stack_problems
@@ -118,6 +120,8 @@ register_metrics_commands(app, state_paths)
 register_scale_commands(app, state_paths)
 register_oncall_commands(app, state_paths)
 register_incident_commands(app, state_paths)
+register_dlq_commands(app, state_paths)
+register_queues_commands(app, state_paths)
 
 
 def _add_commands() -> None:

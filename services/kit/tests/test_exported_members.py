@@ -10,6 +10,7 @@ def test_kit_exports_exactly_its_public_names() -> None:
         "BatchConsumer",
         "Clock",
         "ConfigWatcher",
+        "Deferred",
         "Delivery",
         "DriftError",
         "FakeClock",

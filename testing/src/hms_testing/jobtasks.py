@@ -45,3 +45,12 @@ def fan_out_blocking(ctx: Any) -> None:
 
 async def noop(ctx: Any) -> None:
     """Does nothing: the per-item cost of the worker-pool itself."""
+
+
+async def slow_fan_out(ctx: Any) -> None:
+    """:func:`fan_out` whose items take ``HMS_TEST_ITEM_S`` seconds each."""
+    import asyncio
+
+    if ctx.is_item:
+        await asyncio.sleep(float(os.environ.get("HMS_TEST_ITEM_S", "0.02")))
+    await fan_out(ctx)

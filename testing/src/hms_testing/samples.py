@@ -159,12 +159,15 @@ def all_events() -> list[BusEvent]:
                 items=250,
             )
         ),
+        ev.RunAwaitingApproval.create(**_run(deadline=T0 + timedelta(minutes=300))),
         ev.RunStarted.create(**_run(worker_id="w-1", attempt=1)),
         ev.RunProgressed.create(**_run(done=100, total=250)),
         ev.RunCompleted.create(**_run(items=250, duration_s=3600.0)),
         ev.RunFailed.create(**_run(error="boom", attempt=1, will_retry=True, retry_in_s=5.0)),
         ev.RunDeadLettered.create(**_run(reason="boom", attempts=5)),
-        ev.WorkItem.create(**_run(index=7, payload={"shard": 7}, task={"python": "m:f"})),
+        ev.WorkItemBatch.create(
+            **_run(first=100, payloads=[{"shard": 100}, {"shard": 101}], task={"python": "m:f"})
+        ),
         ev.ScaleDecided.create(
             namespace=NS,
             occurred_at=T0,

@@ -5,7 +5,7 @@ from .configwatch import ConfigWatcher
 from .consumer import BatchConsumer, Delivery
 from .deadletter import dead_letter, describe_error
 from .errors import DriftError, KitError, ProvisioningError, SubscriberError
-from .fate import Reject, Retry
+from .fate import Deferred, Reject, Retry
 from .leadership import Loop
 from .lease import Lease
 from .metrics import KitMetrics
@@ -19,6 +19,7 @@ __all__ = [
     "BatchConsumer",
     "Clock",
     "ConfigWatcher",
+    "Deferred",
     "Delivery",
     "DriftError",
     "FakeClock",

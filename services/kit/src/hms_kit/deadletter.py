@@ -74,6 +74,33 @@ async def dead_letter(
     log.warning("dead-lettered message on %s: %s", msg.subject, headers[REASON])
 
 
+async def dead_letter_part(
+    nc: Client,
+    msg: Msg,
+    data: bytes,
+    reason: str,
+    *,
+    part: str,
+    metrics: KitMetrics | None = None,
+) -> None:
+    """Dead-letter one part of a batch message (``data``, e.g. one work item of many) with
+    ``reason`` and the headers :func:`dead_letter` gives; the original message is left to the
+    caller (the rest of its batch may be done). ``part`` names the part, for its dedupe id."""
+    meta = msg.metadata
+    headers = {
+        REASON: _reason_text(reason),
+        SUBJECT: msg.subject,
+        STREAM: meta.stream,
+        CONSUMER: meta.consumer or "",
+        DELIVERIES: str(meta.num_delivered),
+        "Nats-Msg-Id": f"dlq:{meta.stream}:{meta.sequence.stream}:{part}",
+    }
+    await nc.jetstream().publish(subjects.dlq(msg.subject), data, headers=headers)
+    if metrics is not None:
+        metrics.dead_letters.labels(subject=msg.subject).inc()
+    log.warning("dead-lettered part %s of a message on %s: %s", part, msg.subject, headers[REASON])
+
+
 def describe_error(exc: BaseException) -> str:
     """A short, precise reason: pydantic errors name each field that is wrong."""
     errors = getattr(exc, "errors", None)

@@ -1,7 +1,8 @@
 """A message's fate when its handler does not simply return: retry later, or dead-letter.
 
 A handler states the fate explicitly by raising :class:`Retry` (nak, redeliver after a delay)
-or :class:`Reject` (dead-letter with the reason, never redeliver). Any other exception is the
+or :class:`Reject` (dead-letter with the reason, never redeliver), or takes the message over
+with :class:`Deferred` (it settles the message itself, later). Any other exception is the
 handler's own failure, not the message's: the message is nakked with the consumer's backoff
 for that delivery and dead-lettered with the error only on its last allowed delivery
 (``max_deliver``). Only a payload that cannot be decoded is dead-lettered at once.
@@ -35,6 +36,11 @@ class Reject(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class Deferred(Exception):
+    """The handler has taken this message over and settles it itself, later (e.g. a run held
+    while its queue is paused); the consumer leaves it alone."""
 
 
 def retry_delay(spec: ConsumerSpec | None, attempt: int) -> float:

@@ -98,19 +98,25 @@ class SqliteLedger:
             return {key: datetime.fromisoformat(at) async for key, at in rows}
 
     async def record(self, job: Job, decision: Decision, decided_at: datetime) -> None:
-        key, at = job.key(), _ts(decided_at)
+        await self.record_many([(job, decision)], decided_at)
+
+    async def record_many(
+        self, decisions: Sequence[tuple[Job, Decision]], decided_at: datetime
+    ) -> None:
+        at = _ts(decided_at)
         db = await self.connection()
         await db.executemany(
             "INSERT OR IGNORE INTO slots VALUES (?, ?, ?, ?, ?, ?)",
             [
-                (job.namespace, s.run_id, key, _ts(s.scheduled_at), outcome, at)
+                (job.namespace, s.run_id, job.key(), _ts(s.scheduled_at), outcome, at)
+                for job, decision in decisions
                 for s, outcome in decision.decided
             ],
         )
-        await db.execute(
+        await db.executemany(
             "INSERT INTO watermarks VALUES (?, ?) ON CONFLICT (job_key) "
             "DO UPDATE SET watermark = max(watermark, excluded.watermark)",
-            (key, _ts(decision.watermark)),
+            [(job.key(), _ts(decision.watermark)) for job, decision in decisions],
         )
         await db.commit()
 

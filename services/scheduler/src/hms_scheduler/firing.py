@@ -72,17 +72,43 @@ class Firing:
         self.may_fire = may_fire
         self.limits = limits
         self.metrics = metrics or SchedulerMetrics()
+        #: when the earliest next slot of any job may fire, after the last complete tick
+        self.next_at: datetime | None = None
+        # every job seen, with its next_at: a job is decided again when it changes or is due
+        self._known: dict[str, tuple[Job, datetime | None]] = {}
+        # the ledger's watermarks, read once; this loop is their only writer
+        self._marks: dict[str, datetime] | None = None
 
     async def tick(self) -> bool:
         """Decide and put into effect every job's slots up to now; True when a decision
-        stopped early and another tick should follow at once."""
+        stopped early and another tick should follow at once.
+
+        A job is decided only when it is new or changed, or its next slot has come (its
+        ``next_at``, kept between ticks), so a tick over ten thousand idle jobs costs little.
+        The runs of every job due in this tick are published together (pipelined acks), then
+        their decisions recorded in one transaction.
+        """
         now = self.clock.now()
-        marks = await self.ledger.watermarks()
+        self.next_at = None
+        if self._marks is None:
+            self._marks = await self.ledger.watermarks()
+        marks = self._marks
         more = False
+        upcoming: datetime | None = None
+        batch: list[tuple[Job, Decision]] = []
+        known: dict[str, tuple[Job, datetime | None]] = {}
         for job in await self.jobs.jobs():
+            key = job.key()
+            seen = self._known.get(key)
+            if seen is not None and (seen[0] is job or seen[0] == job):
+                next_at = seen[1]
+                if next_at is None or next_at > now:
+                    known[key] = seen
+                    upcoming = _earliest(upcoming, next_at)
+                    continue
             if not self.may_fire():
                 return False
-            watermark = marks.get(job.key())
+            watermark = marks.get(key)
             decision = due(
                 job,
                 watermark,
@@ -92,38 +118,61 @@ class Firing:
                 report_limit=self.limits.report_limit,
                 scan_limit=self.limits.scan_limit,
             )
+            next_at = None if decision.more else decision.next_at
             if decision.decided or watermark is None:
-                await self._effect(job, decision, now)
+                batch.append((job, decision))
+            else:
+                known[key] = (job, next_at)
+            upcoming = _earliest(upcoming, next_at)
             more |= decision.more
+        if batch:
+            if not self.may_fire():
+                return False
+            await self._effect(batch, now)
+            for job, decision in batch:
+                key = job.key()
+                marks[key] = max(marks.get(key, decision.watermark), decision.watermark)
+                known[key] = (job, None if decision.more else decision.next_at)
+        self._known = known
+        self.next_at = upcoming
         return more
 
-    async def _effect(self, job: Job, decision: Decision, now: datetime) -> None:
-        for run_id in decision.cancel:
-            # cancelling is the worker pool's, on an event of its own (issue 8, worker side)
-            log.warning("job %s: replace asks to cancel run %s", job.key(), run_id)
-        events = [job.run_at(s.scheduled_at, now) for s in decision.enqueue]
+    async def _effect(self, batch: list[tuple[Job, Decision]], now: datetime) -> None:
+        for job, decision in batch:
+            for run_id in decision.cancel:
+                # cancelling is the worker pool's, on an event of its own (issue 8, worker side)
+                log.warning("job %s: replace asks to cancel run %s", job.key(), run_id)
+        events = [job.run_at(s.scheduled_at, now) for job, d in batch for s in d.enqueue]
         acks = await publish_many(self.js, events)
         duplicates = sum(1 for ack in acks if ack.duplicate)
         self.metrics.enqueued.inc(len(acks) - duplicates)
         self.metrics.duplicates.inc(duplicates)
-        for s in decision.enqueue:
-            log.info("job %s: enqueued run %s on %s", job.key(), s.run_id, job.queue)
-        for skipped in decision.skipped:
-            self.metrics.skipped.labels(skipped.reason).inc(skipped.count)
-            log.warning(
-                "job %s: %d slot(s) %s, not run: %s%s",
-                job.key(),
-                skipped.count,
-                skipped.reason,
-                ", ".join(skipped.run_ids),
-                "" if skipped.count == len(skipped.run_ids) else ", ...",
-            )
-        await self.ledger.record(job, decision, now)
+        for job, decision in batch:
+            for s in decision.enqueue:
+                log.info("job %s: enqueued run %s on %s", job.key(), s.run_id, job.queue)
+            for skipped in decision.skipped:
+                self.metrics.skipped.labels(skipped.reason).inc(skipped.count)
+                log.warning(
+                    "job %s: %d slot(s) %s, not run: %s%s",
+                    job.key(),
+                    skipped.count,
+                    skipped.reason,
+                    ", ".join(skipped.run_ids),
+                    "" if skipped.count == len(skipped.run_ids) else ", ...",
+                )
+        await self.ledger.record_many(batch, now)
+
+
+def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None:
+        return b
+    return a if b is None or a <= b else b
 
 
 async def fire_forever(firing: Firing, tick_s: float) -> None:
-    """Tick until cancelled; a failed tick (NATS away, a disk error) is retried on the next,
-    from the same watermark, and its runs dedupe."""
+    """Tick until cancelled, waking for the earliest next slot or after ``tick_s`` (to see
+    changed jobs and the lease), whichever comes first; a failed tick (NATS away, a disk error)
+    is retried on the next, from the same watermark, and its runs dedupe."""
     while True:
         try:
             more = await firing.tick()
@@ -132,5 +181,8 @@ async def fire_forever(firing: Firing, tick_s: float) -> None:
             more = False
         if more:
             await asyncio.sleep(0)
-        else:
-            await firing.clock.sleep(tick_s)
+            continue
+        wait = tick_s
+        if firing.next_at is not None:
+            wait = min(wait, max((firing.next_at - firing.clock.now()).total_seconds(), 0.0))
+        await firing.clock.sleep(wait)

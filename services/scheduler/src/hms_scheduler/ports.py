@@ -35,3 +35,9 @@ class Ledger(Protocol):
         """Store the decision's slots (once each, by run id) and move the job's watermark
         forward to the decision's (never back). Called after its runs are stored on the bus."""
         ...
+
+    async def record_many(
+        self, decisions: Sequence[tuple[Job, Decision]], decided_at: datetime
+    ) -> None:
+        """:meth:`record` for several jobs' decisions, in one transaction."""
+        ...

@@ -37,6 +37,7 @@ def create_service(
             concurrency=settings.concurrency,
             kill_grace_s=settings.kill_grace_s,
             items_spec=items_spec,
+            items_batch=settings.items_fetch,
         )
 
     return Service(

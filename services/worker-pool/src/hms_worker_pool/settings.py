@@ -18,6 +18,13 @@ class WorkerPoolSettings(ServiceSettings):
     kill_grace_s: float = Field(
         default=5.0, gt=0, description="After SIGTERM to a timed-out command's group, until SIGKILL"
     )
+    items_fetch: int = Field(
+        default=10,
+        ge=1,
+        le=100,
+        description="Item batches (up to 100 items each) one puller fetches at once; a pause "
+        "of their queue is seen between fetches",
+    )
     ack_wait_s: float | None = Field(
         default=None,
         gt=0,

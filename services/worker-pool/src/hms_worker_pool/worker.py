@@ -16,25 +16,29 @@ import contextlib
 import logging
 import shutil
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 from hms_contracts.runs import (
+    RunAwaitingApproval,
     RunCompleted,
     RunDeadLettered,
     RunFailed,
     RunProgressed,
     RunScheduled,
     RunStarted,
-    WorkItem,
+    WorkItemBatch,
 )
 from hms_contracts.specs import ConsumerSpec
-from hms_kit import Clock, Reject, Retry, Service, publish
+from hms_kit import Clock, Deferred, Reject, Retry, Service, publish
 from hms_kit.consumer import BatchConsumer, Delivery
 
+from .control import JobControl
 from .core import FailureFate, TaskError, failure_fate, parse_task
 from .fanout import ITEMS_FILE, FanOut, FanOutError, items_left
 from .items import ItemWorker
 from .metrics import WorkerMetrics
+from .parking import Parking
 from .runner import RunContext, TaskResult, failure_text, run_task, scratch_name
 from .store import OUTCOMES_FILE, Outcome, OutcomeStore
 
@@ -58,8 +62,12 @@ class Worker:
         scratch_root: Path,
         kill_grace_s: float,
         metrics: WorkerMetrics,
+        control: JobControl,
+        parking: Parking,
         progress_interval_s: float = 1.0,
     ) -> None:
+        self.control = control
+        self.parking = parking
         self.metrics = metrics
         self.progress_interval_s = progress_interval_s
         self.service = service
@@ -71,11 +79,49 @@ class Worker:
 
     async def handle(self, batch: Sequence[Delivery[RunScheduled]]) -> None:
         for delivery in batch:
+            if await self.held(delivery, announce=True):
+                self.parking.park(
+                    delivery,
+                    self.spec,
+                    partial(self.held, delivery),
+                    partial(self.run_one, delivery),
+                )
+                raise Deferred("held: its queue is paused or it awaits approval")
             await self.run_one(delivery)
+
+    async def held(self, d: Delivery[RunScheduled], *, announce: bool = False) -> bool:
+        """Whether the run must wait: its queue is paused, or it awaits approval (announced
+        once with RunAwaitingApproval). A run that already ended is never held."""
+        run = d.event
+        if await self.store.get(run.namespace, run.run_id) is not None:
+            return False
+        if await self.control.paused(run.namespace, run.queue):
+            return True
+        if run.task.get("approval") is not True:
+            return False
+        if await self.control.approved(run.namespace, run.run_id):
+            return False
+        if announce:
+            await self._emit(
+                RunAwaitingApproval.create(
+                    occurred_at=self.clock.now(),
+                    namespace=run.namespace,
+                    job_id=run.job_id,
+                    run_id=run.run_id,
+                    queue=run.queue,
+                    deadline=run.deadline,
+                )
+            )
+        return True
 
     async def _emit(
         self,
-        event: RunStarted | RunProgressed | RunCompleted | RunFailed | RunDeadLettered,
+        event: RunAwaitingApproval
+        | RunStarted
+        | RunProgressed
+        | RunCompleted
+        | RunFailed
+        | RunDeadLettered,
     ) -> None:
         await publish(self.service.js, event)
 
@@ -116,8 +162,8 @@ class Worker:
             result = await run_task(task, ctx, grace_s=self.kill_grace_s)
             if result.ok and task.command is not None:
                 await fanout.enqueue_file(scratch / ITEMS_FILE)
-            if result.ok and fanout.count:
-                result = await self._await_items(run, facts, fanout.count)
+            if result.ok and await fanout.flush():
+                result = await self._await_items(run, facts, fanout.count, fanout.batch)
         except FanOutError as exc:
             result = TaskResult(ok=False, error=str(exc))
         except asyncio.CancelledError:
@@ -189,16 +235,17 @@ class Worker:
         )
 
     async def _await_items(
-        self, run: RunScheduled, facts: dict[str, str], total: int
+        self, run: RunScheduled, facts: dict[str, str], total: int, per_batch: int
     ) -> TaskResult:
         """Wait until every item of the run is done or dead-lettered, reporting progress at
-        most once per ``progress_interval_s``; ok when none was dead-lettered."""
+        most once per ``progress_interval_s``; ok when none was dead-lettered. The bus counts
+        the batches left, so progress is at least ``done`` (exact once none is left)."""
         reported = -1
         last = float("-inf")
         poll = POLL_MIN_S
         while True:
             left, failed = await items_left(self.service.js, run)
-            done = max(total - left, 0)
+            done = total - min(total, left * per_batch)
             now = self.clock.monotonic()
             if done != reported and (left == 0 or now - last >= self.progress_interval_s):
                 await self._emit(
@@ -237,7 +284,7 @@ async def work(
     concurrency: int,
     kill_grace_s: float,
     items_spec: ConsumerSpec | None = None,
-    items_batch: int = 100,
+    items_batch: int = 10,
 ) -> None:
     """The worker-pool's loop: ``concurrency`` run pullers, each one run at a time, and as
     many item pullers, each a batch of items at a time."""
@@ -245,6 +292,8 @@ async def work(
     store = await OutcomeStore.open(settings.state_dir / OUTCOMES_FILE)
     metrics = WorkerMetrics(service.metrics.registry)
     scratch_root = settings.state_dir / "runs"
+    control = JobControl(service.js, clock)
+    parking = Parking(service, concurrency)
     worker = Worker(
         service,
         store,
@@ -253,8 +302,10 @@ async def work(
         scratch_root=scratch_root,
         kill_grace_s=kill_grace_s,
         metrics=metrics,
+        control=control,
+        parking=parking,
     )
-    consumers: list[BatchConsumer[RunScheduled] | BatchConsumer[WorkItem]] = [
+    consumers: list[BatchConsumer[RunScheduled] | BatchConsumer[WorkItemBatch]] = [
         BatchConsumer.for_service(service, spec, RunScheduled, worker.handle, batch=1)
         for _ in range(concurrency)
     ]
@@ -266,14 +317,17 @@ async def work(
             scratch_root=scratch_root,
             kill_grace_s=kill_grace_s,
             metrics=metrics,
+            control=control,
+            parking=parking,
         )
         consumers += [
             BatchConsumer.for_service(
-                service, items_spec, WorkItem, items.handle, batch=items_batch
+                service, items_spec, WorkItemBatch, items.handle, batch=items_batch
             )
             for _ in range(concurrency)
         ]
     try:
         await asyncio.gather(*(c.run() for c in consumers))
     finally:
+        await parking.close()
         await store.close()

@@ -250,10 +250,12 @@ INCIDENT_ESCALATION = ConsumerSpec(
     filter_subjects=(
         s.INCIDENT.wildcard().removesuffix(">") + "opened",
         s.INCIDENT.wildcard().removesuffix(">") + "updated",
+        s.INCIDENT.wildcard().removesuffix(">") + "notify",  # a playbook's notify step
         s.INCIDENT_CLOSED.wildcard(),
     ),
     backoff_s=(30.0, 60.0, 120.0),
-    description="Incidents opened, acknowledged and closed: start and stop escalation",
+    description="Incidents opened, acknowledged and closed (start and stop escalation), and the "
+    "playbooks' notify requests (delivered like escalation's messages)",
 )
 
 CONSUMERS: tuple[ConsumerSpec, ...] = (

@@ -13,7 +13,14 @@ from typing import Any, cast
 
 import aiohttp
 import pytest
-from hms_contracts import IncidentClosed, IncidentEscalated, IncidentOpened, IncidentUpdated, specs
+from hms_contracts import (
+    IncidentClosed,
+    IncidentEscalated,
+    IncidentOpened,
+    IncidentUpdated,
+    NotifyRequested,
+    specs,
+)
 from hms_contracts.config import parse_object
 from hms_incident_engine.core import SERVICE
 from hms_incident_engine.escalation import (
@@ -218,3 +225,40 @@ async def test_an_acknowledgement_or_a_close_on_the_bus_stops_the_escalation(
 
 async def _is(current: Awaitable[str | None], expected: str) -> bool:
     return await current == expected
+
+
+async def test_a_playbooks_notify_request_on_the_bus_is_emailed_once(
+    nats_server: NatsHandle,
+    js: JetStreamContext,
+    smtp: SmtpServer,
+    tmp_path: Path,
+    documents: list[dict[str, Any]],
+) -> None:
+    clock, acks = FakeClock(T0), cast(Acks, [])
+    service = build(nats_server, tmp_path, smtp, clock, acks)
+    async with running(service):
+        await wait_until(lambda: service.leader, timeout=15, message="it leads")
+        store = ConfigStore(await js.key_value(specs.CONFIG.bucket), author="ops")
+        await store.apply([parse_object(d) for d in documents])
+        await wait_until(
+            lambda: service.config.get("oncall_schedule", NS, "primary"),
+            timeout=15,
+            message="the schedule reached the service",
+        )
+        request = NotifyRequested.create(
+            namespace=NS, occurred_at=T0, incident_id="inc-n", playbook="rollback",
+            step_index=1, target="lead@agency.gov", message="Rollback complete",
+            title="API latency high", severity="critical",
+        )  # fmt: skip
+        for _ in range(2):  # delivered again by the bus: one e-mail all the same
+            await publish(js, request)
+        [mail] = await wait_until(lambda: ticked(clock, smtp.inbox.to("lead@agency.gov")))
+        assert "API latency high" in mail["Subject"]
+        assert "Rollback complete" in mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        await engine_settled(service)
+        assert len(smtp.inbox.to("lead@agency.gov")) == 1
+
+
+async def engine_settled(service: Service) -> None:
+    engine: EscalationEngine = service.broker.context.get("escalation")
+    await engine.settle()

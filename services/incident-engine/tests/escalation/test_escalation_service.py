@@ -254,7 +254,7 @@ async def test_a_playbooks_notify_request_on_the_bus_is_emailed_once(
             await publish(js, request)
         [mail] = await wait_until(lambda: ticked(clock, smtp.inbox.to("lead@agency.gov")))
         assert "API latency high" in mail["Subject"]
-        assert "Rollback complete" in mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        assert "Rollback complete" in mail.get_body(("plain",)).get_content()
         await engine_settled(service)
         assert len(smtp.inbox.to("lead@agency.gov")) == 1
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from . import specs
 from . import subjects as s
+from .commands import COMMANDS
 from .config import KINDS
 from .tokens import check_namespace, check_token
 
@@ -85,6 +86,9 @@ class ServiceSpec(BaseModel):
         return tuple(dict.fromkeys((*filters, *self.subscribes, *self.serves, *config)))
 
 
+#: the console's commands the incident engine answers
+_INCIDENT_COMMANDS = tuple(c for c, owner in COMMANDS.items() if owner == "incident-engine")
+
 SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec(
         name="scheduler",
@@ -146,7 +150,11 @@ SERVICES: tuple[ServiceSpec, ...] = (
             s.AUDIT.wildcard(),
             s.ALERT.wildcard(),  # escalation: a notification not sent in time raises an alert
         ),
-        serves=(s.INCIDENT_COMMAND.wildcard(),),
+        serves=(
+            s.INCIDENT_COMMAND.wildcard(),
+            # the console's incident commands, carrying who asked
+            *(s.REQUEST.wildcard().removesuffix(">") + c for c in _INCIDENT_COMMANDS),
+        ),
         config_kinds=("playbook", "alert", "silence", "escalation_policy", "oncall_schedule"),
     ),
     ServiceSpec(

@@ -21,6 +21,7 @@ from hms_contracts import (
     specs,
 )
 from hms_contracts.auditverify import main as verify_export
+from hms_contracts.commands import CommandReplied, CommandRequested
 from hms_contracts.config import Silence
 from hms_testing import NatsHandle, wait_until
 from hms_testing.incidents import (
@@ -199,3 +200,30 @@ async def test_audit_records_refuse_update_and_delete_and_tampering_is_found_at_
     with pytest.raises(Exception, match="delete"):
         await js.delete_msg(specs.AUDIT.name, 1)
     assert len(published) >= 4
+
+
+async def test_the_consoles_commands_are_done_with_who_asked(
+    nats_server: NatsHandle, js: JetStreamContext, nc: Client, tmp_path: Path
+) -> None:
+    async def command(name: str, target: str, **args: str) -> CommandReplied:
+        asked = CommandRequested(
+            request_id=f"req-{name}", namespace=NS, command=name, target=target,  # type: ignore[arg-type]
+            actor="carol (console token)", role="responder",
+            requested_at=datetime.now(UTC), args=dict(args),
+        )  # fmt: skip
+        reply = await nc.request(asked.subject(), asked.model_dump_json().encode(), timeout=10)
+        return CommandReplied.model_validate_json(reply.data)
+
+    async with leading(nats_server, tmp_path, [], close_on_resolve=False):
+        await send(js, firing())
+        [listed] = await wait_until(lambda: request(nc, "list", {}), message="listed")
+        iid = listed["incident_id"]
+        acked = await command("incident_ack", iid)
+        resolved_ = await command("incident_resolve", iid, note="rolled back")
+        missing = await command("incident_ack", "inc-nope")
+        by_hand = await command("playbook_run", iid)
+    assert (acked.ok, acked.status, acked.request_id) == (True, 200, "req-incident_ack")
+    assert acked.result["incident"]["acknowledged_by"] == "carol (console token)"  # type: ignore[index, call-overload]
+    assert (resolved_.ok, missing.status, by_hand.status) == (True, 404, 501)
+    closed = [e for _, e in await incident_events(js) if isinstance(e, IncidentClosed)]
+    assert [(c.closed_by, c.summary) for c in closed] == [("carol (console token)", "rolled back")]

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from hms_contracts import subjects
+from hms_contracts.commands import COMMANDS, CommandReplied, CommandRequested
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from pydantic import ValidationError
 
 from .core import TransitionError
 from .engine import Engine, IncidentNotFound
@@ -76,8 +79,75 @@ async def dispatch(engine: Engine, namespace: str, verb: str, body: dict[str, An
     raise ValueError(f"unknown request {verb!r}; known: {', '.join(subjects.INCIDENT_VERBS)}")
 
 
+#: the console's commands (``ops.request.<ns>.<command>``) this engine answers, by verb
+CONSOLE_COMMANDS: dict[str, str] = {
+    "incident_ack": "ack",
+    "incident_resolve": "resolve",
+    "incident_approve": "approve",
+}
+#: every command hms_contracts.commands assigns to the engine; those without a verb are refused
+#: (501) rather than left to time out
+OWNED = tuple(c for c, owner in COMMANDS.items() if owner == "incident-engine")
+
+
+def console_subjects() -> tuple[str, ...]:
+    """``ops.request.*.<command>`` for each console command the engine answers."""
+    base = subjects.REQUEST.wildcard().removesuffix(">")
+    return tuple(base + command for command in OWNED)
+
+
+async def answer_command(engine: Engine, subject: str, data: bytes) -> CommandReplied:
+    """A console command, carrying who asked, done as the CLI's request of the same verb."""
+    try:
+        request = CommandRequested.model_validate_json(data)
+    except ValidationError as exc:
+        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        return CommandReplied(
+            request_id="invalid", ok=False, status=422, detail=f"not a command: {detail}"[:500]
+        )
+    if request.subject() == subject and request.command not in CONSOLE_COMMANDS:
+        return CommandReplied(
+            request_id=request.request_id,
+            ok=False,
+            status=501,
+            detail=f"the incident engine does not do {request.command} yet",
+        )
+    if request.subject() != subject:
+        return CommandReplied(
+            request_id=request.request_id,
+            ok=False,
+            status=422,
+            detail=f"{request.command} in {request.namespace} does not belong on {subject}",
+        )
+    body: dict[str, Any] = {"incident_id": request.target, "actor": request.actor}
+    body["via"] = "console"
+    note = request.args.get("note")
+    if isinstance(note, str):
+        body["note"] = note
+    verb = CONSOLE_COMMANDS[request.command]
+    try:
+        result = await dispatch(engine, request.namespace, verb, body)
+    except IncidentNotFound as exc:
+        status, detail, ok = 404, str(exc), False
+    except TransitionError as exc:
+        status, detail, ok = 409, str(exc), False
+    except ValueError as exc:
+        status, detail, ok = 422, str(exc), False
+    else:
+        status, detail, ok = 200, f"{request.command} of {request.target} done", True
+    return CommandReplied(
+        request_id=request.request_id,
+        ok=ok,
+        status=status,
+        detail=detail[:500],
+        result={"incident": json.loads(json.dumps(result, default=str))} if ok else {},
+        replied_at=datetime.now(UTC),
+    )
+
+
 async def serve(nc: Client, engine: Engine) -> Any:
-    """Answer requests until the returned subscription is unsubscribed."""
+    """Answer requests until the returned subscription is unsubscribed: the CLI's on
+    ``ops.incident_cmd.<ns>.<verb>`` and the console's incident commands."""
 
     async def on_request(msg: Msg) -> None:
         try:
@@ -95,4 +165,29 @@ async def serve(nc: Client, engine: Engine) -> Any:
         if msg.reply:
             await msg.respond(json.dumps(answer, default=str).encode())
 
-    return await nc.subscribe(subjects.INCIDENT_COMMAND.wildcard(), cb=on_request)
+    async def on_command(msg: Msg) -> None:
+        try:
+            reply = await answer_command(engine, msg.subject, msg.data)
+        except Exception as exc:
+            log.exception("command on %s failed", msg.subject)
+            reply = CommandReplied(
+                request_id="failed", ok=False, status=500, detail=f"internal error: {exc!r}"[:500]
+            )
+        if msg.reply:
+            await msg.respond(reply.model_dump_json().encode())
+
+    subscriptions = [await nc.subscribe(subjects.INCIDENT_COMMAND.wildcard(), cb=on_request)]
+    for subject in console_subjects():
+        subscriptions.append(await nc.subscribe(subject, cb=on_command))
+    return _Subscriptions(subscriptions)
+
+
+class _Subscriptions:
+    """Several subscriptions that go together."""
+
+    def __init__(self, subscriptions: list[Any]) -> None:
+        self.subscriptions = subscriptions
+
+    async def unsubscribe(self) -> None:
+        for subscription in self.subscriptions:
+            await subscription.unsubscribe()

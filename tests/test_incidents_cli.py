@@ -180,5 +180,5 @@ async def test_a_responder_and_an_auditor_use_the_cli(
     )
     assert alone.returncode == 0, alone.stdout
     actions = [json.loads(line)["action"] for line in export.read_text().splitlines()]
-    assert actions[0] == "incident.opened"
+    assert {"playbook.applied", "alert.applied", "incident.opened"} <= set(actions)
     assert "playbook.step_ended" in actions

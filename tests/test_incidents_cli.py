@@ -190,7 +190,7 @@ async def test_a_responder_and_an_auditor_use_the_cli(
         done = await cli(paths, "audit", "verify", "-n", NS)
         return int(done.stdout.split()[1]) if done.returncode == 0 else None
 
-    again = await wait_until(verified_again, timeout=60, message="the new leader verifies")
-    assert again >= checked, "the new instance took the chain from the bus"
+    continued = await wait_until(verified_again, timeout=60, message="the new leader verifies")
+    assert continued >= checked, "the new instance took the chain from the bus"
     assert {"playbook.applied", "alert.applied", "incident.opened"} <= set(actions)
     assert "playbook.step_ended" in actions

@@ -180,5 +180,17 @@ async def test_a_responder_and_an_auditor_use_the_cli(
     )
     assert alone.returncode == 0, alone.stdout
     actions = [json.loads(line)["action"] for line in export.read_text().splitlines()]
-    assert actions[0] == "incident.opened"
+
+    # a new instance with an empty file (its least-privilege user) goes on with the chain
+    checked = int(verified.stdout.split()[1])
+    proc.env[env_prefix("incident-engine") + "STATE_DIR"] = str(tmp_path / "new-state")
+    await proc.restart()
+
+    async def verified_again() -> int | None:
+        done = await cli(paths, "audit", "verify", "-n", NS)
+        return int(done.stdout.split()[1]) if done.returncode == 0 else None
+
+    continued = await wait_until(verified_again, timeout=60, message="the new leader verifies")
+    assert continued >= checked, "the new instance took the chain from the bus"
+    assert {"playbook.applied", "alert.applied", "incident.opened"} <= set(actions)
     assert "playbook.step_ended" in actions

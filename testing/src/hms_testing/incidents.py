@@ -142,7 +142,7 @@ async def leading(
     async with running(service):
         await wait_until(
             lambda: service.broker.context.get("leading_engine") is not None,
-            timeout=20,
+            timeout=40,  # a loaded machine: starting, provisioning and the lease take a while
             message="it leads",
         )
         yield service

@@ -16,6 +16,7 @@ from hms_kit import BatchConsumer, Clock, Delivery, Resources, Service, SystemCl
 from nats.aio.msg import Msg
 
 from . import __version__
+from .catchup import catch_up_audit
 from .commands import serve
 from .core import SERVICE, Signal, from_alert, from_breach
 from .engine import ConfigSource, Engine
@@ -109,6 +110,7 @@ async def lead(service: Service) -> None:
     runner: Runner = context.get("runner")
     settings = _settings(service)
     await engine.try_flush()
+    await catch_up_audit(service.js, engine.store)
     await runner.recover()
 
     async def on_batch(batch: Sequence[Delivery[BusEvent]]) -> None:

@@ -308,6 +308,10 @@ class Store:
         self._tails[namespace] = record
         return record
 
+    async def tail_of(self, namespace: str) -> AuditRecorded | None:
+        """The namespace's last audit record."""
+        return await self._on_thread(lambda: self.tail(namespace))
+
     # --- reading ----------------------------------------------------------------------------
 
     async def rows(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:

@@ -160,7 +160,11 @@ def test_secrets_hold_the_nats_credentials_and_smtp(rendered: Any) -> None:
     assert set(secrets["hms-nats-credentials"]["data"]) == {
         natsconf.password_variable(u) for u in users
     }
-    assert {"host", "user", "password"} <= set(secrets["hms-smtp"]["data"])
+    smtp = set(secrets["hms-smtp"]["data"])
+    assert {"HMS_INCIDENT_ENGINE_SMTP_HOST", "HMS_INCIDENT_ENGINE_SMTP_PASSWORD"} <= smtp
+    engine = by_kind(docs, "Deployment")["incident-engine"]["spec"]["template"]["spec"]
+    (source,) = engine["containers"][0]["envFrom"]
+    assert source["secretRef"]["name"].startswith("hms-smtp")
 
 
 def test_nats_is_a_three_node_jetstream_cluster_on_files(rendered: Any) -> None:

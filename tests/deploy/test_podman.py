@@ -210,6 +210,19 @@ class Project:
             "COMPOSE_HTTP_TIMEOUT": "300",
             **env,
         }
+        #: every volume the project's containers used: compose leaves the anonymous ones of
+        #: the containers it removes on a scale-down, even with ``down -v``
+        self.volumes: set[str] = set()
+
+    def remember_volumes(self) -> None:
+        fmt = '{{range .Mounts}}{{if eq .Type "volume"}}{{.Name}} {{end}}{{end}}'
+        for container in self.containers():
+            out = podman("inspect", "--format", fmt, container, check=False)
+            self.volumes.update(out.stdout.split())
+
+    def remove_volumes(self) -> None:
+        for volume in sorted(self.volumes):
+            podman("volume", "rm", "-f", volume, check=False)
 
     def compose(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         out = subprocess.run(
@@ -339,6 +352,7 @@ async def test_compose_runs_the_images_under_podman_and_the_worker_pool_scales(
         await asyncio.to_thread(
             project.compose, "up", "-d", "--no-build", "--scale", "worker-pool=3"
         )
+        project.remember_volumes()
         workers = project.containers("worker-pool")
         assert len(workers) == 3
         await wait_healthy(project, workers)
@@ -359,4 +373,6 @@ async def test_compose_runs_the_images_under_podman_and_the_worker_pool_scales(
         pump.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await pump
+        project.remember_volumes()
         await asyncio.to_thread(project.compose, "down", "-v", "-t", "5")
+        project.remove_volumes()

@@ -56,14 +56,19 @@ async def prepare(js: JetStreamContext) -> None:
 
 
 async def start_autoscaler(
-    start_service: ServiceLauncher, tmp_path: Path, *, state: Path | None = None, **extra: str
+    start_service: ServiceLauncher,
+    tmp_path: Path,
+    *,
+    state: Path | None = None,
+    concurrency: str = "1",
+    **extra: str,
 ) -> ServiceProcess:
     env = {
         "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
         "SCALE_TEST_DONE": str(tmp_path / "done.txt"),
         "SCALE_TEST_WORK_S": "0.02",
         "HMS_WORKER_POOL_ACK_WAIT_S": str(CONSUMER.ack_wait_s),
-        "HMS_WORKER_POOL_CONCURRENCY": "1",
+        "HMS_WORKER_POOL_CONCURRENCY": concurrency,
         "HMS_WORKER_POOL_HEARTBEAT_INTERVAL_S": "1",
         "HMS_WORKER_POOL_LOG_FORMAT": "json",
         "HMS_AUTOSCALER_WORKER_DRAIN_S": "10",
@@ -154,7 +159,7 @@ async def test_a_backlog_of_1000_scales_0_to_5_and_back_to_0_with_each_item_done
     seen = Decisions()
     await seen.follow(nc)
     state = tmp_path / "autoscaler"
-    await start_autoscaler(start_service, tmp_path, state=state)
+    await start_autoscaler(start_service, tmp_path, state=state, concurrency="2")
     try:
         await apply(js, policy())
         await wait_until(lambda: seen.scale, timeout=20, message="the pool's first decision")

@@ -104,6 +104,7 @@ class LocalWorkers:
         drain_s: float = 30.0,
         nats_url: str | None = None,
         base_env: dict[str, str] | None = None,
+        max_workers: int = 32,
     ) -> None:
         self.state_dir = state_dir
         self.state_file = state_dir / STATE_FILE
@@ -112,6 +113,7 @@ class LocalWorkers:
         self.launch = launch
         self.drain_s = drain_s
         self.nats_url = nats_url
+        self.max_workers = max_workers
         self.base_env = dict(os.environ if base_env is None else base_env)
         self.pools: dict[str, list[LocalWorker]] = {}
         self._drains: set[asyncio.Task[None]] = set()
@@ -167,12 +169,20 @@ class LocalWorkers:
     async def scale(self, policy: ScalePolicy, desired: int) -> None:
         running = self._running(policy.pool_id)
         if desired > len(running):
+            # every pool's workers count against one machine's cap, draining ones too
+            room = self.max_workers - len(self.all_workers())
+            wanted = desired - len(running)
             started = await asyncio.gather(
-                *(self._start(policy) for _ in range(desired - len(running))),
+                *(self._start(policy) for _ in range(max(min(wanted, room), 0))),
                 return_exceptions=True,
             )
             failed = [e for e in started if isinstance(e, BaseException)]
             self._save()
+            if wanted > room:
+                raise BackendError(
+                    f"pool {policy.pool_id}: {wanted} more worker(s) wanted, room for "
+                    f"{max(room, 0)} under local_max_workers {self.max_workers}"
+                )
             if failed:
                 raise BackendError(
                     f"pool {policy.pool_id}: {len(failed)} worker(s) failed to start: {failed[0]}"

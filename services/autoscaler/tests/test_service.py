@@ -251,6 +251,10 @@ async def test_an_autoscaler_killed_with_9_leaves_its_workers_to_the_next_which_
         await apply(js, policy(min=1, max=1, scale_down={"stabilization": "0s"}))
         await wait_until(lambda: len(workers(state)) == 1, timeout=30, message="one drained")
         assert {w.pid for w in workers(state)} < set(before)
+        # a graceful stop drains the adopted worker too (a supervisor stopping this process's
+        # group would not reach it: it is in the first instance's group)
+        assert await second.terminate(timeout=20) == 0
+        await wait_until(lambda: not workers(state), timeout=30, message="no worker left")
     finally:
         reap(state)
 

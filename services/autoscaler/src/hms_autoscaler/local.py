@@ -4,6 +4,9 @@ Started fast: forked from a server process that has already imported the worker 
 libraries (as ``hms-ops up`` starts services), or ``python -m`` with ``launch = "exec"``.
 Stopped by draining: SIGTERM (the worker hands back the run in hand), a wait, then SIGKILL.
 
+A graceful stop of the autoscaler (SIGTERM) stops its workers too (``local_stop_on_exit``);
+a crash or ``kill -9`` leaves them running for the next instance to adopt.
+
 Every worker is recorded in a state file (``local_workers.json`` in the state directory) with
 its pid and its start time from ``/proc``, so after a restart (or on a standby taking over) the
 autoscaler adopts the workers still running and never signals a pid the kernel has reused. A
@@ -203,6 +206,19 @@ class LocalWorkers:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._save()
+
+    def stop_all(self) -> int:
+        """SIGTERM every worker (each drains: it hands back the run in hand and exits), for a
+        graceful stop of the autoscaler; returns how many were told. A worker adopted from a
+        previous instance is in that instance's process group, which a supervisor stopping
+        this one's group would not reach."""
+        told = 0
+        for worker in self.all_workers():
+            self._signal(worker, signal.SIGTERM)
+            worker.stopping = True
+            told += 1
+        self._save()
+        return told
 
     # --- starting ---------------------------------------------------------------------------
 

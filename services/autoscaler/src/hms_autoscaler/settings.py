@@ -41,6 +41,11 @@ class AutoscalerSettings(ServiceSettings):
         le=10_000,
         description="Most local workers of all pools together (a policy asking for more holds)",
     )
+    local_stop_on_exit: bool = Field(
+        default=True,
+        description="A graceful stop (SIGTERM) drains the local workers; a crash leaves them "
+        "to the next instance",
+    )
     kube_config: Path | None = Field(
         default=None, description="kubeconfig file (default: in-cluster, else ~/.kube/config)"
     )

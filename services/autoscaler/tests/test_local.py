@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from hms_autoscaler.local import STATE_FILE, LocalWorkers, start_time
+from hms_autoscaler.ports import BackendError
 from hms_contracts.config import ScalePolicy
 from hms_testing import wait_until
 
@@ -116,3 +117,10 @@ async def test_a_drained_worker_gets_sigterm_then_sigkill_when_it_lingers(
     assert time.monotonic() - began >= 1.0  # killed only once the drain time was up
     await backend.close()
     assert json.loads((tmp_path / STATE_FILE).read_text())["workers"] == []
+
+
+async def test_the_machines_cap_holds_a_pool_that_asks_for_more(tmp_path: Path) -> None:
+    backend = LocalWorkers(tmp_path, launch="exec", max_workers=0)
+    with pytest.raises(BackendError, match="room for 0 under local_max_workers 0"):
+        await backend.scale(POLICY, 2)
+    assert await backend.workers(POLICY) == 0

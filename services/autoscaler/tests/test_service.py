@@ -56,14 +56,19 @@ async def prepare(js: JetStreamContext) -> None:
 
 
 async def start_autoscaler(
-    start_service: ServiceLauncher, tmp_path: Path, *, state: Path | None = None, **extra: str
+    start_service: ServiceLauncher,
+    tmp_path: Path,
+    *,
+    state: Path | None = None,
+    concurrency: str = "1",
+    **extra: str,
 ) -> ServiceProcess:
     env = {
         "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
         "SCALE_TEST_DONE": str(tmp_path / "done.txt"),
         "SCALE_TEST_WORK_S": "0.02",
         "HMS_WORKER_POOL_ACK_WAIT_S": str(CONSUMER.ack_wait_s),
-        "HMS_WORKER_POOL_CONCURRENCY": "1",
+        "HMS_WORKER_POOL_CONCURRENCY": concurrency,
         "HMS_WORKER_POOL_HEARTBEAT_INTERVAL_S": "1",
         "HMS_WORKER_POOL_LOG_FORMAT": "json",
         "HMS_AUTOSCALER_WORKER_DRAIN_S": "10",
@@ -154,7 +159,7 @@ async def test_a_backlog_of_1000_scales_0_to_5_and_back_to_0_with_each_item_done
     seen = Decisions()
     await seen.follow(nc)
     state = tmp_path / "autoscaler"
-    await start_autoscaler(start_service, tmp_path, state=state)
+    await start_autoscaler(start_service, tmp_path, state=state, concurrency="2")
     try:
         await apply(js, policy())
         await wait_until(lambda: seen.scale, timeout=20, message="the pool's first decision")
@@ -174,7 +179,7 @@ async def test_a_backlog_of_1000_scales_0_to_5_and_back_to_0_with_each_item_done
         assert sorted(set(lines)) == sorted(f"{NS} {r.run_id}" for r in items)
         steps = seen.desired()
         assert max(steps) == 5
-        assert steps[0] == 4  # the step limit: 4 workers per period from 0
+        assert 1 <= steps[0] <= 4  # the step limit: at most 4 workers per period from 0
         assert steps[-1] == 0
         ups = [e for e in seen.scale if e["action"] == "scale_up"]
         assert "backlog" in ups[0]["reason"]
@@ -246,6 +251,10 @@ async def test_an_autoscaler_killed_with_9_leaves_its_workers_to_the_next_which_
         await apply(js, policy(min=1, max=1, scale_down={"stabilization": "0s"}))
         await wait_until(lambda: len(workers(state)) == 1, timeout=30, message="one drained")
         assert {w.pid for w in workers(state)} < set(before)
+        # a graceful stop drains the adopted worker too (a supervisor stopping this process's
+        # group would not reach it: it is in the first instance's group)
+        assert await second.terminate(timeout=20) == 0
+        await wait_until(lambda: not workers(state), timeout=30, message="no worker left")
     finally:
         reap(state)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 
@@ -13,9 +14,12 @@ from . import __version__
 from .backends import configured_backends
 from .core import SERVICE
 from .handlers import router
+from .local import LocalWorkers
 from .ports import Backend
 from .scaling import Autoscaler, AutoscalerMetrics
 from .settings import AutoscalerSettings
+
+log = logging.getLogger(__name__)
 
 BackendFactory = Callable[[Service], Mapping[str, Backend]]
 
@@ -61,7 +65,12 @@ def autoscale_with(backends: BackendFactory | None = None) -> Loop:
             metrics=context.get("metrics"),
             on_degraded=lambda reason: service.report_degraded("pools", reason),
         )
-        await scaler.run()
+        try:
+            await scaler.run()
+        finally:
+            local = made.get("local")
+            if service.draining and settings.local_stop_on_exit and isinstance(local, LocalWorkers):
+                log.info("stopping: draining %d local worker(s)", local.stop_all())
 
     return autoscale
 

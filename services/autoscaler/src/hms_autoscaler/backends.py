@@ -25,6 +25,7 @@ def configured_backends(settings: AutoscalerSettings, nats_url: str) -> dict[str
             launch=settings.local_launch,
             drain_s=settings.worker_drain_s,
             nats_url=nats_url,
+            max_workers=settings.local_max_workers,
         ),
         "docker": DockerWorkers(
             settings.docker_url, env=worker_env, stop_timeout_s=int(settings.worker_drain_s)

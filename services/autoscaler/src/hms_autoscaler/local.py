@@ -4,6 +4,9 @@ Started fast: forked from a server process that has already imported the worker 
 libraries (as ``hms-ops up`` starts services), or ``python -m`` with ``launch = "exec"``.
 Stopped by draining: SIGTERM (the worker hands back the run in hand), a wait, then SIGKILL.
 
+A graceful stop of the autoscaler (SIGTERM) stops its workers too (``local_stop_on_exit``);
+a crash or ``kill -9`` leaves them running for the next instance to adopt.
+
 Every worker is recorded in a state file (``local_workers.json`` in the state directory) with
 its pid and its start time from ``/proc``, so after a restart (or on a standby taking over) the
 autoscaler adopts the workers still running and never signals a pid the kernel has reused. A
@@ -104,6 +107,7 @@ class LocalWorkers:
         drain_s: float = 30.0,
         nats_url: str | None = None,
         base_env: dict[str, str] | None = None,
+        max_workers: int = 32,
     ) -> None:
         self.state_dir = state_dir
         self.state_file = state_dir / STATE_FILE
@@ -112,6 +116,7 @@ class LocalWorkers:
         self.launch = launch
         self.drain_s = drain_s
         self.nats_url = nats_url
+        self.max_workers = max_workers
         self.base_env = dict(os.environ if base_env is None else base_env)
         self.pools: dict[str, list[LocalWorker]] = {}
         self._drains: set[asyncio.Task[None]] = set()
@@ -167,12 +172,20 @@ class LocalWorkers:
     async def scale(self, policy: ScalePolicy, desired: int) -> None:
         running = self._running(policy.pool_id)
         if desired > len(running):
+            # every pool's workers count against one machine's cap, draining ones too
+            room = self.max_workers - len(self.all_workers())
+            wanted = desired - len(running)
             started = await asyncio.gather(
-                *(self._start(policy) for _ in range(desired - len(running))),
+                *(self._start(policy) for _ in range(max(min(wanted, room), 0))),
                 return_exceptions=True,
             )
             failed = [e for e in started if isinstance(e, BaseException)]
             self._save()
+            if wanted > room:
+                raise BackendError(
+                    f"pool {policy.pool_id}: {wanted} more worker(s) wanted, room for "
+                    f"{max(room, 0)} under local_max_workers {self.max_workers}"
+                )
             if failed:
                 raise BackendError(
                     f"pool {policy.pool_id}: {len(failed)} worker(s) failed to start: {failed[0]}"
@@ -193,6 +206,19 @@ class LocalWorkers:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._save()
+
+    def stop_all(self) -> int:
+        """SIGTERM every worker (each drains: it hands back the run in hand and exits), for a
+        graceful stop of the autoscaler; returns how many were told. A worker adopted from a
+        previous instance is in that instance's process group, which a supervisor stopping
+        this one's group would not reach."""
+        told = 0
+        for worker in self.all_workers():
+            self._signal(worker, signal.SIGTERM)
+            worker.stopping = True
+            told += 1
+        self._save()
+        return told
 
     # --- starting ---------------------------------------------------------------------------
 

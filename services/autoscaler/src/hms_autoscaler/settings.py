@@ -35,6 +35,17 @@ class AutoscalerSettings(ServiceSettings):
         gt=0,
         description="After SIGTERM to a worker (a process or a container), until SIGKILL",
     )
+    local_max_workers: int = Field(
+        default=32,
+        ge=0,
+        le=10_000,
+        description="Most local workers of all pools together (a policy asking for more holds)",
+    )
+    local_stop_on_exit: bool = Field(
+        default=True,
+        description="A graceful stop (SIGTERM) drains the local workers; a crash leaves them "
+        "to the next instance",
+    )
     kube_config: Path | None = Field(
         default=None, description="kubeconfig file (default: in-cluster, else ~/.kube/config)"
     )

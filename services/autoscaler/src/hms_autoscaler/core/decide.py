@@ -238,12 +238,7 @@ class Scaler:
             self.ups.append((now, desired - current))
         elif desired < current:
             self.downs.append((now, current - desired))
-        if desired == current and len(why) == 1 and recommended == current:
-            why.append(f"holding {current}")
-        elif desired != current:
-            why.append(f"{current} -> {desired}")
-        else:
-            why.append(f"holding {current}")
+        why.append(f"{current} -> {desired}" if desired != current else f"holding {current}")
         return Decision(current, desired, recommended, demands, "; ".join(why))
 
     def _forget(self, now: float) -> None:

@@ -272,7 +272,7 @@ async def under_load(
             }
         )
         assert isinstance(probe_rule, Alert)
-        background = payloads(namespace, 200, datetime.now(UTC))
+        background = payloads(namespace, METRICS_PER_NS, datetime.now(UTC))
         fired: dict[str, float] = {}
         got = asyncio.Event()
 
@@ -299,14 +299,15 @@ async def under_load(
                     subject, payload = background[i % len(background)]
                     acks.append(await js.publish_async(subject, payload))
                     if len(acks) >= 20:  # back-pressure: at most 20 batches unacknowledged
-                        await acks.pop(0)
+                        await asyncio.wait_for(acks.pop(0), 30)
                     i += 1
                     await asyncio.sleep(max(0.0, started + i / 100 - time.perf_counter()))
-                await asyncio.gather(*acks)
+                await asyncio.wait_for(asyncio.gather(*acks), 30)
                 reached[0] = i * BATCH / (time.perf_counter() - started)
 
             loader = asyncio.create_task(load())
-            await asyncio.sleep(min(2.0, seconds / 4))  # warm: series bound, windows filling
+            # warm: every series seen once and bound to its rules, then the steady state
+            await ev.reached(len(background))
             ev.lags.clear()
             for p in range(probes):
                 got.clear()
@@ -334,17 +335,21 @@ async def under_load(
                 detections.append((fired[str(p)] - sent) * 1000)
                 await asyncio.sleep(seconds / probes)
             stop.set()
-            await loader
+            log.info("probes done; stopping the load")
+            await asyncio.wait_for(loader, 60)
+            log.info("load stopped")
             lags = [lag * 1000 for lag in ev.lags]
             await ev.stop()
+            log.info("evaluator stopped")
         await sub.unsubscribe()
         await purge(js, namespace)
+        log.info("purged")
         return lags, detections, reached[0]
 
 
 async def run(ctx: BenchContext) -> list[Record]:
     out: list[Record] = []
-    batches = ctx.n(1000, 200)
+    batches = ctx.n(1000, 100)
     repeats = 1 if ctx.quick else 3
     log.info("evaluation ingest: %d x %d batches of %d samples", repeats, batches, BATCH)
     pairs = [await ingest(ctx.url, batches) for _ in range(repeats)]
@@ -366,7 +371,7 @@ async def run(ctx: BenchContext) -> list[Record]:
             sync=ctx.sync,
         )
     )
-    seconds, probes = (8.0, 30) if ctx.quick else (20.0, 100)
+    seconds, probes = (5.0, 20) if ctx.quick else (20.0, 100)
     log.info("evaluation under load: %.0f s, %d probes", seconds, probes)
     lags, detections, load = await under_load(ctx.url, seconds, probes)
     lags.sort()

@@ -154,6 +154,11 @@ class BatchConsumer(Generic[E]):
                         )
                     msgs = await sub.fetch(self.batch, timeout=self.fetch_timeout)
                 except (TimeoutError, NatsTimeoutError):
+                    # a cancel that lands as fetch's own timeout fires is turned into a
+                    # TimeoutError by asyncio.wait_for: honour it, or the task never ends
+                    current = asyncio.current_task()
+                    if current is not None and current.cancelling():
+                        raise asyncio.CancelledError from None
                     continue
                 except (ConnectionClosedError, NoServersError, APIError, OSError) as exc:
                     log.warning("consumer %s: %s; retrying", self.spec.durable, exc)

@@ -61,6 +61,12 @@ async def another_namespaces_subjects_are_forged(a: Attacker) -> None:
         await a.refused(a.js.publish(subject, b"{}"), f"publish {subject}")
 
 
+async def another_namespaces_metrics_are_queried(a: Attacker) -> None:
+    subject = subjects.QUERY_METRICS.subject(VICTIM_NS)
+    await a.refused(a.nc.request(subject, b'{"series": "x"}', timeout=2), f"query {subject}")
+    assert any(subject in v for v in a.violations), "the server refused it (not: nobody answered)"
+
+
 async def another_namespaces_config_is_read_or_written(a: Attacker) -> None:
     kv = config_kv(a.js)
     key = f"{VICTIM_NS}.metric.api.latency_p99"
@@ -113,6 +119,7 @@ ATTACKS: dict[str, Attack] = {
     f.__name__: f
     for f in (
         another_namespaces_subjects_are_forged,
+        another_namespaces_metrics_are_queried,
         another_namespaces_config_is_read_or_written,
         streams_are_listed_or_inspected,
         streams_are_consumed_or_changed,
@@ -140,6 +147,9 @@ async def test_a_namespace_client_still_does_its_own_work(client: Attacker) -> N
     assert await client.attempt(kv.get(key)) == "done"
     assert await client.attempt(js.publish(f"ops.metric.{CLIENT_NS}.sdk", b"{}")) == "done"
     assert await client.attempt(js.publish(f"ops.event.{CLIENT_NS}.deploy", b"{}")) == "done"
+    # its own metrics may be queried (no collector runs here: nobody answers, nothing refused)
+    own_query = subjects.QUERY_METRICS.subject(CLIENT_NS)
+    await client.attempt(client.nc.request(own_query, b'{"series": "x"}', timeout=1))
     stream, name = topology.durable_consumers(CLIENT_NS, CLIENT_DURABLE)["incidents"]
     config = js_api.ConsumerConfig(
         name=name, durable_name=name, filter_subject=topology.durable_filter(CLIENT_NS, "incidents")

@@ -199,3 +199,18 @@ async def test_series_survive_a_reopen(tmp_path: Path) -> None:
 async def test_a_query_with_too_many_points_is_refused(store: SqliteStore) -> None:
     with pytest.raises(QueryError, match="points"):
         await store.query(NS, q("x", "last", 86400 * 30, 1), T0)
+
+
+async def test_samples_of_one_minute_written_apart_and_out_of_order_read_back_in_order(
+    store: SqliteStore,
+) -> None:
+    at = [T0 + timedelta(seconds=s) for s in (50, 10, 30, 20, 40)]
+    for i, when in enumerate(at):
+        await store.write([batch(f"w{i}", [("q.depth", {}, when, float(when.second))])])
+    end = T0 + timedelta(minutes=1)
+    for fn, expected in (("count", 5.0), ("last", 50.0), ("p50", 30.0), ("sum", 150.0)):
+        [s] = await store.query(NS, q("q.depth", fn, 60, 60, end), end)
+        assert s.points[-1].value == expected, fn
+    # the rate sees them in time order: a steady rise, no reset
+    [s] = await store.query(NS, q("q.depth", "rate", 60, 60, end), end)
+    assert s.points[-1].value == pytest.approx(40 / 60)

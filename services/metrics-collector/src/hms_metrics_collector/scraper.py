@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 ACCEPT = "text/plain;version=0.0.4;q=1,*/*;q=0.1"
 #: samples per published batch
 BATCH_SAMPLES = 1000
+#: how long the publisher waits for JetStream's acks of one group before sending it again
+ACK_TIMEOUT_S = 30.0
 #: bodies above this are parsed in a thread, so the event loop keeps serving the others
 THREAD_PARSE_BYTES = 64 * 1024
 
@@ -139,7 +141,8 @@ class Publisher:
             await self.js.publish_async(subject, body, headers={"Nats-Msg-Id": event_id})
             for subject, event_id, body in group
         ]
-        await asyncio.gather(*futures)
+        async with asyncio.timeout(ACK_TIMEOUT_S):  # acks that never come: publish again
+            await asyncio.gather(*futures)
 
 
 class Scraper:

@@ -2,10 +2,12 @@
 the retention period, one transaction per batch of messages.
 
 Tables: ``series`` (one row per namespace, name and label set; a pushed series with a TTL
-carries its expiry), ``raw`` (series, ms, value), ``rollup`` (series, minute: count, sum, min,
-max, last) and ``batches`` (event ids already stored: a redelivered batch is skipped, so the
-rollups count each sample once). Series ids are given out by this process (one writer), and
-the series are held in memory for the checks on the hot path.
+carries its expiry), ``raw`` (series, minute: the minute's samples packed as (ms, value)
+pairs, appended to by each write, so a busy series costs one row a minute), ``rollup``
+(series, minute: count, sum, min, max, last) and ``batches`` (event ids already stored: a
+redelivered batch is skipped, so the rollups count each sample once). Series ids are given
+out by this process (one writer), and the series are held in memory for the checks on the
+hot path.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import struct
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,11 +50,11 @@ CREATE TABLE IF NOT EXISTS series (
 );
 CREATE TABLE IF NOT EXISTS raw (
     series_id INTEGER NOT NULL,
-    ts INTEGER NOT NULL,
-    value REAL NOT NULL,
-    PRIMARY KEY (series_id, ts)
+    minute INTEGER NOT NULL,
+    samples BLOB NOT NULL,
+    PRIMARY KEY (series_id, minute)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS raw_ts ON raw (ts);
+CREATE INDEX IF NOT EXISTS raw_minute ON raw (minute);
 CREATE TABLE IF NOT EXISTS rollup (
     series_id INTEGER NOT NULL,
     minute INTEGER NOT NULL,
@@ -82,6 +85,15 @@ ON CONFLICT (series_id, minute) DO UPDATE SET
     last_ts = max(last_ts, excluded.last_ts)
 """
 
+_APPEND_RAW = """
+INSERT INTO raw VALUES (?, ?, ?)
+ON CONFLICT (series_id, minute) DO UPDATE SET
+    samples = CAST(samples || excluded.samples AS BLOB)
+"""
+
+#: one raw sample in a packed minute: unix ms, value
+PACKED = struct.Struct("<qd")
+
 _TOUCH_SERIES = """
 UPDATE series SET
     expires_ms = CASE WHEN ?1 >= last_ms THEN ?2 ELSE expires_ms END,
@@ -90,6 +102,15 @@ WHERE id = ?3
 """
 
 MINUTE_MS = 60_000
+
+
+def _pack(flat: Sequence[int | float]) -> bytes:
+    """(ms, value, ms, value, ...) as packed pairs."""
+    return struct.pack("<" + "qd" * (len(flat) // 2), *flat)
+
+
+def _unpack(blob: bytes) -> list[tuple[int, float]]:
+    return list(PACKED.iter_unpack(blob))
 
 
 def ms(at: datetime) -> int:
@@ -200,7 +221,7 @@ class SqliteStore:
             ) as rows:
                 seen.update([r[0] async for r in rows])
         new_series: list[tuple[int, str, str, str, int, int | None]] = []
-        raw: list[tuple[int, int, float]] = []
+        raw: dict[tuple[int, int], list[int | float]] = {}
         minutes: dict[tuple[int, int], list[float]] = {}
         touched: dict[int, tuple[int, int | None]] = {}
         fresh = 0
@@ -217,11 +238,16 @@ class SqliteStore:
                 if entry is None:
                     entry = self._remember(self._next_id, ns, name, labels, ts, None)
                     new_series.append((entry.id, ns, name, labels, ts, None))
-                raw.append((entry.id, ts, value))
+                slot = (entry.id, ts - ts % MINUTE_MS)
+                packed = raw.get(slot)
+                if packed is None:
+                    raw[slot] = [ts, value]
+                else:
+                    packed += (ts, value)
                 # [count, sum, min, max, last_ts, last]
-                agg = minutes.get((entry.id, ts - ts % MINUTE_MS))
+                agg = minutes.get(slot)
                 if agg is None:
-                    minutes[(entry.id, ts - ts % MINUTE_MS)] = [1, value, value, value, ts, value]
+                    minutes[slot] = [1, value, value, value, ts, value]
                 else:
                     agg[0] += 1
                     agg[1] += value
@@ -241,7 +267,10 @@ class SqliteStore:
         try:
             if new_series:
                 await db.executemany("INSERT INTO series VALUES (?, ?, ?, ?, ?, ?)", new_series)
-            await db.executemany("INSERT OR REPLACE INTO raw VALUES (?, ?, ?)", raw)
+            await db.executemany(
+                _APPEND_RAW,
+                [(sid, minute, _pack(flat)) for (sid, minute), flat in raw.items()],
+            )
             await db.executemany(
                 _UPSERT_ROLLUP,
                 [(sid, minute, *agg) for (sid, minute), agg in minutes.items()],
@@ -304,12 +333,14 @@ class SqliteStore:
         lo = max(start_ms - step_ms, raw_from)
         if lo <= end_ms:
             async with self.db.execute(
-                f"SELECT series_id, ts, value FROM raw WHERE series_id IN ({marks}) "  # noqa: S608
-                "AND ts > ? AND ts <= ? ORDER BY series_id, ts",
-                (*sids, lo, end_ms),
+                f"SELECT series_id, samples FROM raw WHERE series_id IN ({marks}) "  # noqa: S608
+                "AND minute > ? AND minute <= ?",
+                (*sids, lo - MINUTE_MS, end_ms),
             ) as rows:
-                async for sid, ts, value in rows:
-                    raw_rows[sid].append((ts, value))
+                async for sid, blob in rows:
+                    raw_rows[sid].extend(p for p in _unpack(blob) if lo < p[0] <= end_ms)
+            for found in raw_rows.values():
+                found.sort(key=lambda p: p[0])
         if start_ms - step_ms < raw_from:
             async with self.db.execute(
                 "SELECT series_id, minute, count, sum, min, max, last FROM rollup "  # noqa: S608
@@ -347,7 +378,10 @@ class SqliteStore:
         ]
         db = self.db
         sids = [(e.id,) for _, e in expired]
-        await db.execute("DELETE FROM raw WHERE ts <= ?", (now_ms - round(r.raw_s * 1000),))
+        # a minute goes once all of it is past the raw window
+        await db.execute(
+            "DELETE FROM raw WHERE minute <= ?", (now_ms - round(r.raw_s * 1000) - MINUTE_MS,)
+        )
         await db.execute(
             "DELETE FROM rollup WHERE minute <= ?", (now_ms - round(r.rollup_s * 1000),)
         )

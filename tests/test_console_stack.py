@@ -1,6 +1,6 @@
 """The console in `hms-ops up`, under its own least-privilege NATS user: a token made with the
-CLI opens the API; an author's config and metrics show on the dashboard; a command nobody
-answers yet is 503; every change is in an audit chain that verifies; and NATS refused nothing."""
+CLI opens the API; an author's config and metrics show on the dashboard; a command reaches
+the incident engine, which answers it (404 for an incident it does not know); every change is in an audit chain that verifies; and NATS refused nothing."""
 
 from __future__ import annotations
 
@@ -56,7 +56,8 @@ def test_the_console_works_under_its_own_user(stack: RunningStack) -> None:
         page = wait_for(graphed, 30, "the metric and the alert's promise on the dashboard")
         assert 'data-metric="api.latency_p99"' in page
         r = http.post(f"{api}/incidents/inc-1/ack")
-        assert r.status_code == 503, r.text  # the incident engine answers no commands yet
+        assert r.status_code == 404, r.text  # the incident engine answered: no such incident
+        assert "inc-1" in r.json()["error"]
         verified = http.get(f"{api}/audit/verify").json()
         assert verified["ok"] is True
         assert verified["records"] >= 4  # the token, two config writes, the ack

@@ -16,10 +16,11 @@ def test_the_collector_answers_queries_and_replies_once_per_request() -> None:
     assert topology.service("metrics-collector").config_kinds == ("metric", "scrape_target")
 
 
-def test_no_other_service_answers_requests() -> None:
+def test_only_a_service_that_serves_requests_may_answer_them() -> None:
     for svc in topology.SERVICES:
-        if svc.name != "metrics-collector":
-            assert "allow_responses" not in topology.nats_permissions(svc), svc.name
+        answers = "allow_responses" in topology.nats_permissions(svc)
+        assert answers == bool(svc.serves), svc.name
+    assert topology.service("metrics-collector").serves
 
 
 def test_the_console_may_ask_and_a_namespace_client_only_about_its_own() -> None:

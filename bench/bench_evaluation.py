@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import tempfile
@@ -35,6 +36,7 @@ from hms_evaluator.settings import EvaluatorSettings
 from hms_kit import BatchConsumer, Delivery, SystemClock, ensure_stream
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 
 from . import bench_nats_baseline as base
 from ._common import BenchContext, Record, emit, median_of, percentile, rounded_runs, unique
@@ -348,6 +350,18 @@ async def under_load(
 
 
 async def run(ctx: BenchContext) -> list[Record]:
+    """The figures; the shared streams it made are deleted after, so later benches that make
+    streams of their own on ``ops.metric.*`` do not overlap them."""
+    try:
+        return await _figures(ctx)
+    finally:
+        async with base.connected(ctx.url) as nc:
+            for spec in (specs.METRICS, specs.ALERTS):
+                with contextlib.suppress(NotFoundError):
+                    await nc.jetstream().delete_stream(spec.name)
+
+
+async def _figures(ctx: BenchContext) -> list[Record]:
     out: list[Record] = []
     batches = ctx.n(1000, 100)
     repeats = 1 if ctx.quick else 3

@@ -20,7 +20,7 @@ from rich.console import Console
 from .configfiles import dump_documents, load_objects
 from .configstore import ConfigStore, publish_changes
 from .errors import ConflictError, HmsOpsError, InvalidObject, StackError
-from .state import ADMIN_USER, StatePaths, admin_connect, read_credentials, read_stack_file
+from .state import ADMIN_USER, StatePaths, admin_bus
 
 T = TypeVar("T")
 
@@ -40,23 +40,6 @@ Output = Annotated[
     Literal["yaml", "json"],
     typer.Option("--output", "-o", help="yaml (as apply reads it) or json."),
 ]
-
-
-@asynccontextmanager
-async def admin_bus(paths: StatePaths) -> AsyncIterator[Client]:
-    """A connection to the stack running from ``paths``, as its admin. (The one place that
-    connects: swap for the SDK's discovery later.)"""
-    stack = read_stack_file(paths)
-    if stack is None:
-        raise StackError(
-            f"no stack is running from {paths.root} (no stack.json); start one with "
-            "`hms-ops up` or set HMS_STATE_DIR"
-        )
-    nc = await admin_connect(stack["nats_url"], read_credentials(paths)[ADMIN_USER])
-    try:
-        yield nc
-    finally:
-        await nc.close()
 
 
 @asynccontextmanager

@@ -17,7 +17,7 @@ from nats.js.errors import APIError, NotFoundError
 from rich.console import Console
 
 from .errors import HmsOpsError, StackError
-from .state import ADMIN_USER, StatePaths, admin_connect, read_credentials, read_stack_file
+from .state import ADMIN_USER, StatePaths, admin_bus
 
 T = TypeVar("T")
 TIMEOUT_S = 30.0
@@ -33,17 +33,8 @@ def on_bus(paths: StatePaths, work: Callable[[Client], Awaitable[T]]) -> T:
     line and an exit code."""
 
     async def go() -> T:
-        stack = read_stack_file(paths)
-        if stack is None:
-            raise StackError(
-                f"no stack is running from {paths.root} (no stack.json); start one with "
-                "`hms-ops up` or set HMS_STATE_DIR"
-            )
-        nc = await admin_connect(stack["nats_url"], read_credentials(paths)[ADMIN_USER])
-        try:
+        async with admin_bus(paths) as nc:
             return await work(nc)
-        finally:
-            await nc.close()
 
     try:
         return asyncio.run(asyncio.wait_for(go(), TIMEOUT_S))

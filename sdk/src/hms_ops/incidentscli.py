@@ -26,7 +26,7 @@ from rich.console import Console
 from .applycli import StateDir, on_registry
 from .configstore import ConfigStore
 from .errors import InvalidObject, StackError
-from .state import ADMIN_USER, StatePaths, admin_connect, read_credentials, read_stack_file
+from .state import StatePaths, admin_bus
 
 #: how long a request waits for the incident engine
 TIMEOUT_S = 10.0
@@ -48,22 +48,16 @@ class EngineError(Exception):
 
 async def ask(paths: StatePaths, namespace: str, verb: str, body: dict[str, Any]) -> Any:
     """One request to the incident engine of the stack at ``paths``; its result."""
-    stack = read_stack_file(paths)
-    if stack is None:
-        raise StackError(f"no stack is running from {paths.root} (no stack.json)")
-    nc = await admin_connect(stack["nats_url"], read_credentials(paths)[ADMIN_USER])
-    try:
+    async with admin_bus(paths) as nc:
         subject = subjects.INCIDENT_COMMAND.subject(namespace, verb)
         try:
             reply = await nc.request(subject, json.dumps(body).encode(), timeout=TIMEOUT_S)
         except Exception as exc:
             raise EngineError(f"the incident engine did not answer {verb}: {exc}") from None
-        answer = json.loads(reply.data)
-        if not answer.get("ok"):
-            raise EngineError(str(answer.get("error")))
-        return answer.get("result")
-    finally:
-        await nc.close()
+    answer = json.loads(reply.data)
+    if not answer.get("ok"):
+        raise EngineError(str(answer.get("error")))
+    return answer.get("result")
 
 
 def _run(paths: StatePaths, namespace: str, verb: str, body: dict[str, Any]) -> Any:

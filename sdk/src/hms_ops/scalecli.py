@@ -23,7 +23,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from .applycli import StateDir, err
 from .errors import StackError
-from .state import ADMIN_USER, StatePaths, admin_connect, read_credentials, read_stack_file
+from .state import StatePaths, admin_bus
 
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 NamespaceOpt = Annotated[
@@ -95,17 +95,8 @@ async def read_stream(nc: Client) -> dict[str, Any]:
 
 
 async def pool_status(paths: StatePaths) -> dict[str, Any]:
-    stack = read_stack_file(paths)
-    if stack is None:
-        raise StackError(
-            f"no stack is running from {paths.root} (no stack.json); start one with "
-            "`hms-ops up` or set HMS_STATE_DIR"
-        )
-    nc = await admin_connect(stack["nats_url"], read_credentials(paths)[ADMIN_USER])
-    try:
+    async with admin_bus(paths) as nc:
         return await ask_autoscaler(nc) or await read_stream(nc)
-    finally:
-        await nc.close()
 
 
 def render(status: dict[str, Any]) -> list[str]:

@@ -7,6 +7,8 @@ import contextlib
 import json
 import os
 import stat
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -203,3 +205,24 @@ async def admin_connect(url: str, password: str, timeout: float = 2.0) -> Client
         f"cannot reach the stack's NATS at {url}: {exc or type(exc).__name__}; is "
         "`hms-ops up` running?"
     )
+
+
+def running_stack(paths: StatePaths) -> dict[str, Any]:
+    """The stack file of the stack running from ``paths``; StackError when there is none."""
+    stack = read_stack_file(paths)
+    if stack is None:
+        raise StackError(
+            f"no stack is running from {paths.root} (no stack.json); start one with "
+            "`hms-ops up` or set HMS_STATE_DIR"
+        )
+    return stack
+
+
+@asynccontextmanager
+async def admin_bus(paths: StatePaths) -> AsyncIterator[Client]:
+    """A connection to the stack running from ``paths``, as its admin (the CLI's commands)."""
+    nc = await admin_connect(running_stack(paths)["nats_url"], read_credentials(paths)[ADMIN_USER])
+    try:
+        yield nc
+    finally:
+        await nc.close()

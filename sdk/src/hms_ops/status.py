@@ -13,7 +13,14 @@ from nats.errors import Error as NatsError
 
 from .errors import StackError, StackNotAnswering
 from .registry import is_stale, read_registry
-from .state import ADMIN_USER, StatePaths, admin_connect, read_credentials, read_stack_file
+from .state import (
+    ADMIN_USER,
+    StatePaths,
+    admin_connect,
+    read_credentials,
+    read_stack_file,
+    running_stack,
+)
 
 
 @dataclass(frozen=True)
@@ -37,12 +44,7 @@ class InstanceStatus:
 
 async def collect_status(paths: StatePaths) -> list[InstanceStatus]:
     """Ask the registry of the stack running from ``paths`` about every service."""
-    stack = read_stack_file(paths)
-    if stack is None:
-        raise StackError(
-            f"no stack is running from {paths.root} (no stack.json); start one with "
-            "`hms-ops up` or set HMS_STATE_DIR"
-        )
+    stack = running_stack(paths)
     creds = read_credentials(paths)
     beats = await _read_registry(stack["nats_url"], creds[ADMIN_USER])
     now = datetime.now(UTC)

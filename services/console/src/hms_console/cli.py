@@ -12,8 +12,7 @@ import os
 import re
 import sys
 import webbrowser
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -25,9 +24,8 @@ from hms_ops.errors import StackError
 from hms_ops.state import (
     ADMIN_USER,
     StatePaths,
-    admin_connect,
+    admin_bus,
     default_state_dir,
-    read_credentials,
     read_stack_file,
 )
 from nats.aio.client import Client
@@ -56,24 +54,9 @@ def _paths(state_dir: Path | None) -> StatePaths:
     return StatePaths((state_dir or default_state_dir()).expanduser().resolve())
 
 
-@asynccontextmanager
-async def _admin(paths: StatePaths) -> AsyncIterator[Client]:
-    stack = read_stack_file(paths)
-    if stack is None:
-        raise StackError(
-            f"no stack is running from {paths.root} (no stack.json); start one with "
-            "`hms-ops up` or set HMS_STATE_DIR"
-        )
-    nc = await admin_connect(stack["nats_url"], read_credentials(paths)[ADMIN_USER])
-    try:
-        yield nc
-    finally:
-        await nc.close()
-
-
 def _run(paths: StatePaths, work: Callable[[Client], Awaitable[T]]) -> T:
     async def go() -> T:
-        async with _admin(paths) as nc:
+        async with admin_bus(paths) as nc:
             return await work(nc)
 
     try:

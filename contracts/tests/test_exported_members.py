@@ -35,6 +35,7 @@ def test_all_is_pinned() -> None:
         "Namespace",
         "Operator",
         "RunAwaitingApproval",
+        "RunCancelRequested",
         "RunCompleted",
         "RunDeadLettered",
         "RunFailed",

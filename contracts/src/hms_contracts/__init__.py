@@ -26,6 +26,7 @@ from .incidents import (
 from .metrics import MetricSample, MetricSampleBatch
 from .runs import (
     RunAwaitingApproval,
+    RunCancelRequested,
     RunCompleted,
     RunDeadLettered,
     RunFailed,
@@ -63,6 +64,7 @@ __all__ = [
     "Namespace",
     "Operator",
     "RunAwaitingApproval",
+    "RunCancelRequested",
     "RunCompleted",
     "RunDeadLettered",
     "RunFailed",

@@ -24,6 +24,7 @@ from .incidents import (
 from .metrics import MetricSampleBatch
 from .runs import (
     RunAwaitingApproval,
+    RunCancelRequested,
     RunCompleted,
     RunDeadLettered,
     RunFailed,
@@ -52,6 +53,7 @@ CATALOGUE: tuple[type[BusEvent], ...] = (
     RunCompleted,
     RunFailed,
     RunDeadLettered,
+    RunCancelRequested,
     WorkItemBatch,
     ScaleDecided,
     AuditRecorded,

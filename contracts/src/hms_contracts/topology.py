@@ -30,6 +30,9 @@ class ServiceSpec(BaseModel):
     config_kinds: tuple[str, ...] = Field(
         default=(), description="Config kinds it follows in the registry (read only)"
     )
+    follows: tuple[str, ...] = Field(
+        default=(), description="Streams it reads with ordered consumers of its own"
+    )
     kv_reads: tuple[str, ...] = Field(
         default=(), description="Shared KV buckets whose keys it reads (direct gets only)"
     )
@@ -72,6 +75,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
         singleton=True,
         streams=("JOB_RUNS",),
         reads=("JOB_EVENTS",),
+        follows=("JOB_EVENTS",),
         publishes=(s.JOB_RUN.wildcard(), s.JOB_EVENT.wildcard()),
         config_kinds=("job",),
     ),
@@ -82,6 +86,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
         consumers=("worker_pool", "worker_pool_items"),
         reads=("JOB_RUNS", "DLQ"),
         publishes=(s.JOB_EVENT.wildcard(), s.JOB_ITEM.wildcard()),
+        subscribes=(s.JOB_EVENT.wildcard().removesuffix(">") + "cancel_requested",),
         kv_reads=(specs.JOB_CONTROL.bucket,),
     ),
     ServiceSpec(
@@ -222,6 +227,15 @@ def nats_permissions(svc: ServiceSpec) -> dict[str, dict[str, list[str]]]:
         publish += _own_keys_api(specs.LEASES, specs.lease_key(svc.name))
     for kind in svc.config_kinds:
         publish += _config_read_api(kind)
+    for name in svc.follows:
+        # an ordered consumer: created (and recreated on a gap) with the filtered or the plain
+        # form, its flow control answered
+        publish += [
+            f"$JS.API.CONSUMER.CREATE.{name}",
+            f"$JS.API.CONSUMER.CREATE.{name}.>",
+            f"$JS.API.CONSUMER.DELETE.{name}.>",
+            f"$JS.FC.{name}.>",
+        ]
     for name in svc.kv_reads:
         bucket = next(b for b in specs.KV_BUCKETS if b.bucket == name)
         publish.append(f"$JS.API.DIRECT.GET.{specs.kv_stream(bucket)}.$KV.{name}.>")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from hms_contracts.config import Job
+from hms_contracts.runs import RunCancelRequested
 from hms_kit import Clock, publish_many
 from nats.js import JetStreamContext
 from prometheus_client import CollectorRegistry, Counter
@@ -138,10 +139,24 @@ class Firing:
         return more
 
     async def _effect(self, batch: list[tuple[Job, Decision]], now: datetime) -> None:
-        for job, decision in batch:
-            for run_id in decision.cancel:
-                # cancelling is the worker pool's, on an event of its own (issue 8, worker side)
-                log.warning("job %s: replace asks to cancel run %s", job.key(), run_id)
+        cancels = [
+            RunCancelRequested.create(
+                occurred_at=now,
+                namespace=job.namespace,
+                job_id=job.name,
+                run_id=run_id,
+                queue=job.queue,
+                reason=f"replaced by run {d.enqueue[-1].run_id}" if d.enqueue else "replaced",
+                replaced_by=d.enqueue[-1].run_id if d.enqueue else None,
+            )
+            for job, d in batch
+            for run_id in d.cancel
+        ]
+        for cancel in cancels:
+            # the worker running it stops it (overlap: replace), before the new run is enqueued
+            log.warning("job %s: %s, so run %s is asked to stop", cancel.job_id, cancel.reason,
+                        cancel.run_id)  # fmt: skip
+        await publish_many(self.js, cancels)
         events = [job.run_at(s.scheduled_at, now) for job, d in batch for s in d.enqueue]
         acks = await publish_many(self.js, events)
         duplicates = sum(1 for ack in acks if ack.duplicate)

@@ -81,6 +81,8 @@ class TaskResult:
     timed_out: bool = False
     #: a fanned-out run: how many of its items were dead-lettered
     items_failed: int = 0
+    #: stopped on request (overlap: replace), not to be retried
+    cancelled: bool = False
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")

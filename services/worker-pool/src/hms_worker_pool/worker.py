@@ -42,7 +42,14 @@ from .fanout import ITEMS_FILE, FanOut, FanOutError, items_left
 from .items import ItemWorker
 from .metrics import WorkerMetrics
 from .parking import Parking
-from .runner import RunContext, TaskResult, failure_text, run_task, scratch_name
+from .runner import (
+    RunContext,
+    TaskResult,
+    failure_text,
+    reap_orphans,
+    run_task,
+    scratch_name,
+)
 from .store import OUTCOMES_FILE, Outcome, OutcomeStore
 
 log = logging.getLogger(__name__)
@@ -342,6 +349,7 @@ async def work(
     store = await OutcomeStore.open(settings.state_dir / OUTCOMES_FILE)
     metrics = WorkerMetrics(service.metrics.registry)
     scratch_root = settings.state_dir / "runs"
+    reap_orphans(scratch_root)
     control = JobControl(service.js, clock)
     parking = Parking(service, concurrency)
     worker = Worker(

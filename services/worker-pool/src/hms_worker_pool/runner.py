@@ -275,23 +275,43 @@ async def run_python(target: str, ctx: RunContext, *, timeout_s: float | None) -
     return TaskResult(ok=True)
 
 
-async def run_task(task: Task, ctx: RunContext, *, grace_s: float = KILL_GRACE_S) -> TaskResult:
-    """Run ``task`` for the run ``ctx`` describes, in its scratch directory."""
+async def run_task(
+    task: Task, ctx: RunContext, *, grace_s: float = KILL_GRACE_S, engine: str | None = None
+) -> TaskResult:
+    """Run ``task`` for the run ``ctx`` describes, in its scratch directory; an image on the
+    container engine at ``engine``."""
+    env = minimal_env(
+        os.environ,
+        home=str(ctx.scratch_dir),
+        run_id=ctx.run_id,
+        job_id=ctx.job_id,
+        namespace=ctx.namespace,
+    )
+    if ctx.is_item:  # one of the run's items: its payload and position
+        env.update(HMS_ITEM=json.dumps(ctx.item), HMS_ITEM_INDEX=str(ctx.index))
     if task.command is not None:
-        env = minimal_env(
-            os.environ,
-            home=str(ctx.scratch_dir),
-            run_id=ctx.run_id,
-            job_id=ctx.job_id,
-            namespace=ctx.namespace,
-        )
-        if ctx.is_item:  # one of the run's items: its payload and position
-            env.update(HMS_ITEM=json.dumps(ctx.item), HMS_ITEM_INDEX=str(ctx.index))
-        else:  # the run: it may fan out by writing items, one JSON value a line
+        if not ctx.is_item:  # the run: it may fan out by writing items, one JSON value a line
             env["HMS_ITEMS_FILE"] = str(ctx.scratch_dir / ITEMS_FILE)
         return await run_command(
             task.command, env=env, cwd=ctx.scratch_dir, timeout_s=task.timeout_s, grace_s=grace_s
         )
     if task.python is not None:
         return await run_python(task.python, ctx, timeout_s=task.timeout_s)
-    return TaskResult(ok=False, error=f"image {task.image!r}: no container engine configured")
+    if engine is None:
+        return TaskResult(
+            ok=False,
+            error=f"image {task.image!r}: no container engine configured "
+            "(HMS_WORKER_POOL_CONTAINER_ENGINE)",
+        )
+    from .containers import run_image  # aiodocker only where images run
+
+    env.pop("HOME", None)  # the worker's scratch directory means nothing inside the container
+    env.pop("PATH", None)  # the image's own
+    return await run_image(
+        str(task.image),
+        engine=engine,
+        env=env,
+        timeout_s=task.timeout_s,
+        grace_s=grace_s,
+        labels={"hms.run_id": ctx.run_id, "hms.namespace": ctx.namespace},
+    )

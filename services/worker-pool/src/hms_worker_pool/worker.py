@@ -89,6 +89,8 @@ class Worker:
         self.spec = spec
         self.scratch_root = scratch_root
         self.kill_grace_s = kill_grace_s
+        #: the container engine's Docker API URL, for image tasks (None: none configured)
+        self.engine: str | None = None
 
     async def handle(self, batch: Sequence[Delivery[RunScheduled]]) -> None:
         for delivery in batch:
@@ -189,7 +191,7 @@ class Worker:
         key = (run.namespace, run.run_id)
 
         async def execute() -> TaskResult:
-            result = await run_task(task, ctx, grace_s=self.kill_grace_s)
+            result = await run_task(task, ctx, grace_s=self.kill_grace_s, engine=self.engine)
             if result.ok and task.command is not None:
                 await fanout.enqueue_file(scratch / ITEMS_FILE)
             if result.ok and await fanout.flush():
@@ -342,6 +344,7 @@ async def work(
     kill_grace_s: float,
     items_spec: ConsumerSpec | None = None,
     items_batch: int = 10,
+    engine: str | None = None,
 ) -> None:
     """The worker-pool's loop: ``concurrency`` run pullers, each one run at a time, and as
     many item pullers, each a batch of items at a time."""
@@ -363,6 +366,7 @@ async def work(
         control=control,
         parking=parking,
     )
+    worker.engine = engine
     consumers: list[BatchConsumer[RunScheduled] | BatchConsumer[WorkItemBatch]] = [
         BatchConsumer.for_service(service, spec, RunScheduled, worker.handle, batch=1)
         for _ in range(concurrency)
@@ -378,6 +382,7 @@ async def work(
             control=control,
             parking=parking,
         )
+        items.engine = engine
         consumers += [
             BatchConsumer.for_service(
                 service, items_spec, WorkItemBatch, items.handle, batch=items_batch

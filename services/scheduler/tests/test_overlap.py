@@ -60,7 +60,7 @@ async def fired(
     js: JetStreamContext, tmp_path: Path, job: Job
 ) -> tuple[Firing, FakeClock, RunEventsView, SqliteLedger]:
     clock = FakeClock(T0 - timedelta(seconds=1))
-    view = RunEventsView(js)
+    view = RunEventsView(lambda: js)
     await view.start()
     ledger = SqliteLedger(tmp_path / "scheduler.sqlite3")
     firing = Firing(js, StaticJobs([job]), ledger, view, clock)

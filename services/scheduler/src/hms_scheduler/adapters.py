@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -148,8 +148,9 @@ class RunEventsView:
     (an ordered consumer from the start of the stream), so a standby that takes over knows
     what runs. Until it has read to the stream's end, it answers nothing (the tick retries)."""
 
-    def __init__(self, js: JetStreamContext) -> None:
-        self.js = js
+    def __init__(self, js: Callable[[], JetStreamContext]) -> None:
+        #: the JetStream context, once connected (the view is opened before the connection)
+        self.connect = js
         self.runs: dict[tuple[str, str], set[str]] = {}
         self.caught_up = asyncio.Event()
         self._target = 0
@@ -162,11 +163,12 @@ class RunEventsView:
     async def _follow(self) -> None:
         while True:
             try:
-                info = await self.js.stream_info(specs.JOB_EVENTS.name)
+                js = self.connect()
+                info = await js.stream_info(specs.JOB_EVENTS.name)
                 self._target = info.state.last_seq
                 if self._target == 0:
                     self.caught_up.set()
-                self._sub = await self.js.subscribe(
+                self._sub = await js.subscribe(
                     subjects.JOB_EVENT.wildcard(),
                     stream=specs.JOB_EVENTS.name,
                     ordered_consumer=True,

@@ -35,7 +35,7 @@ def resources_with(clock: Clock | None = None, jobs: JobSource | None = None) ->
     async def opened(service: Service) -> AsyncIterator[Mapping[str, object]]:
         settings = _settings(service)
         ledger = SqliteLedger(settings.state_dir / LEDGER_FILE)
-        active = RunEventsView(service.js)
+        active = RunEventsView(lambda: service.js)
         await active.start()
         try:
             yield {

@@ -234,6 +234,7 @@ async def schedule_delays(nc: Client, count: int, state_dir: Path) -> list[float
                 run = RunScheduled.model_validate_json(msg.data)
                 stored = msg.metadata.timestamp.timestamp()
                 delays.append((stored - reached[run.scheduled_at]) * 1000)
+                await msg.ack()  # a reader holds at most max_ack_pending unacked
             got += len(msgs)
     finally:
         await sub.unsubscribe()

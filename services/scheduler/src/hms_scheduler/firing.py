@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import operator
 from asyncio import Future
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -82,6 +83,8 @@ class Firing:
         self._known: dict[str, tuple[Job, datetime | None]] = {}
         # the ledger's watermarks, read once; this loop is their only writer
         self._marks: dict[str, datetime] | None = None
+        # the jobs of the last complete tick and their earliest next slot
+        self._last: tuple[tuple[Job, ...], datetime | None] | None = None
         # this tick's publishes, their acks awaited before the ledger records the decisions
         self._runs: list[Future[PubAck]] = []
         self._cancels: list[Future[PubAck]] = []
@@ -101,11 +104,23 @@ class Firing:
         if self._marks is None:
             self._marks = await self.ledger.watermarks()
         marks = self._marks
+        jobs = await self.jobs.jobs()
+        last = self._last
+        if (
+            last is not None
+            and (last[1] is None or now < last[1])
+            and len(jobs) == len(last[0])
+            and all(map(operator.is_, jobs, last[0]))
+        ):
+            # the same job objects as last tick and none due yet: nothing to look at
+            self.next_at = last[1]
+            return False
+        self._last = None
         more = False
         upcoming: datetime | None = None
         batch: list[tuple[Job, Decision]] = []
         known: dict[str, tuple[Job, datetime | None]] = {}
-        for job in await self.jobs.jobs():
+        for job in jobs:
             key = job.key()
             seen = self._known.get(key)
             if seen is not None and (seen[0] is job or seen[0] == job):
@@ -144,6 +159,8 @@ class Firing:
                 known[key] = (job, None if decision.more else decision.next_at)
         self._known = known
         self.next_at = upcoming
+        if not more:
+            self._last = (tuple(jobs), upcoming)
         return more
 
     async def _send(self, job: Job, decision: Decision, now: datetime) -> None:

@@ -1,6 +1,7 @@
 """The console in `hms-ops up`, under its own least-privilege NATS user: a token made with the
-CLI opens the API; an author's config and metrics show on the dashboard; a command reaches
-the incident engine, which answers it (404 for an incident it does not know); every change is in an audit chain that verifies; and NATS refused nothing."""
+CLI opens the API; an author's config and metrics show on the dashboard; a command reaches the
+incident engine, which answers it (404 for an incident it does not know); every change is in an
+audit chain that verifies; and NATS refused nothing."""
 
 from __future__ import annotations
 

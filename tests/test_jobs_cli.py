@@ -236,3 +236,6 @@ def test_backfill_enqueues_each_slot_once_and_history_shows_the_runs(applied: St
         hms_ops_in(applied, "jobs", "backfill", "ssa_re_score", "-n", "default", *later).stdout
     )
     assert skipped["skipped_completed"] == [facts["run_id"]]
+    [listed] = json.loads(hms_ops_in(applied, "jobs", "list", "--json").stdout)
+    assert (listed["last_run"], listed["last_outcome"]) == (facts["run_id"], "completed")
+    assert listed["sla_state"] == "met"  # completed at its slot, five hours before its deadline

@@ -38,6 +38,7 @@ def test_all_is_pinned() -> None:
         "Operator",
         "QueueControlRequested",
         "RunAwaitingApproval",
+        "RunCancelRequested",
         "RunCompleted",
         "RunDeadLettered",
         "RunFailed",

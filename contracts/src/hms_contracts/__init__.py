@@ -31,6 +31,7 @@ from .incidents import (
 from .metrics import MetricSample, MetricSampleBatch
 from .runs import (
     RunAwaitingApproval,
+    RunCancelRequested,
     RunCompleted,
     RunDeadLettered,
     RunFailed,
@@ -71,6 +72,7 @@ __all__ = [
     "Operator",
     "QueueControlRequested",
     "RunAwaitingApproval",
+    "RunCancelRequested",
     "RunCompleted",
     "RunDeadLettered",
     "RunFailed",

@@ -29,6 +29,7 @@ from .incidents import (
 from .metrics import MetricSampleBatch
 from .runs import (
     RunAwaitingApproval,
+    RunCancelRequested,
     RunCompleted,
     RunDeadLettered,
     RunFailed,
@@ -63,6 +64,7 @@ CATALOGUE: tuple[type[BusEvent], ...] = (
     RunCompleted,
     RunFailed,
     RunDeadLettered,
+    RunCancelRequested,
     WorkItemBatch,
     ScaleDecided,
     AuditRecorded,

@@ -94,6 +94,21 @@ class RunAwaitingApproval(_RunFacts):
         return (self.namespace, self.run_id, self.event_type)
 
 
+class RunCancelRequested(_RunFacts):
+    """The scheduler asks the worker running this run to stop it: ``overlap: replace`` and a
+    newer run of the job is due. The worker stops the run's task (a command's whole process
+    group) and reports it failed, without retry."""
+
+    event_type: ClassVar[str | None] = "cancel_requested"
+
+    reason: Text = Field(description="Why, e.g. replaced by run <run_id>")
+    replaced_by: str | None = Field(default=None, description="The run that replaces it")
+
+    def natural_key(self) -> tuple[object, ...]:
+        """A run is asked to stop once."""
+        return (self.namespace, self.run_id, self.event_type)
+
+
 class RunStarted(_RunFacts):
     """A worker took the run (or a redelivery of it) and began."""
 

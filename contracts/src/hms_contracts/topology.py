@@ -95,6 +95,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
         singleton=True,
         streams=("JOB_RUNS",),
         reads=("JOB_EVENTS",),
+        browses=("JOB_EVENTS",),
         publishes=(s.JOB_RUN.wildcard(), s.JOB_EVENT.wildcard()),
         config_kinds=("job",),
     ),
@@ -105,6 +106,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
         consumers=("worker_pool", "worker_pool_items"),
         reads=("JOB_RUNS", "DLQ"),
         publishes=(s.JOB_EVENT.wildcard(), s.JOB_ITEM.wildcard()),
+        subscribes=(s.JOB_EVENT.wildcard().removesuffix(">") + "cancel_requested",),
         kv_reads=(specs.JOB_CONTROL.bucket,),
     ),
     ServiceSpec(

@@ -24,6 +24,7 @@ from hms_contracts.fields import split_run_id
 from hms_contracts.runs import run_key
 from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
 from nats.js.errors import KeyWrongLastSequenceError
 
 from .applycli import Namespace, StateDir, apply_files, on_registry
@@ -89,18 +90,36 @@ def register(app: typer.Typer, state_paths: Callable[[Path | None], StatePaths])
     ) -> None:
         """Every job with its next fire time in its own zone and in UTC."""
 
-        async def read(store: ConfigStore) -> list[Job]:
-            found = await store.objects(namespace or "*", "job")
-            return [s.object for s in found if isinstance(s.object, Job)]
-
         now = datetime.now(UTC)
-        rows = [_row(job, now) for job in on_registry(state_paths(state_dir), read)]
+
+        async def read(store: ConfigStore) -> list[dict[str, Any]]:
+            found = await store.objects(namespace or "*", "job")
+            jobs = [s.object for s in found if isinstance(s.object, Job)]
+            js = store.kv._js
+            history = {ns: await namespace_runs(js, ns) for ns in {j.namespace for j in jobs}}
+            rows = []
+            for job in jobs:
+                runs = history[job.namespace].get(job.name, [])
+                last = runs[-1] if runs else None
+                rows.append(
+                    {
+                        **_row(job, now),
+                        "last_run": None if last is None else last["run_id"],
+                        "last_outcome": None if last is None else last["state"],
+                        "sla_state": sla_state(job, last, now),
+                    }
+                )
+            return rows
+
+        rows = on_registry(state_paths(state_dir), read)
         if as_json:
             print(json.dumps(rows, indent=2))
             return
         for r in rows:
             when = "paused" if r["paused"] else f"next {r['next_local']} ({r['next_utc']})"
-            print(f"{r['namespace']}.{r['id']}  {r['schedule']} {r['timezone']}  {when}")
+            last = f"  last {r['last_run']} {r['last_outcome']}" if r["last_run"] else ""
+            sla = f"  SLA {r['sla_state']}" if r["sla_state"] else ""
+            print(f"{r['namespace']}.{r['id']}  {r['schedule']} {r['timezone']}  {when}{last}{sla}")
 
     @jobs.command("next")
     def next_(
@@ -172,9 +191,9 @@ BACKFILL_LIMIT = 1000
 _STATES = ("awaiting_approval", "started", "progressed", "failed", "completed", "dead_lettered")
 
 
-async def run_history(nc: Client, namespace: str, job_id: str) -> list[dict[str, Any]]:
-    """The job's runs, oldest first, each with its last state, from the run events."""
-    js = nc.jetstream()
+async def namespace_runs(js: JetStreamContext, namespace: str) -> dict[str, list[dict[str, Any]]]:
+    """Every run of the namespace's jobs, by job id, oldest first, each with its last state,
+    from the run events."""
     sub = await js.pull_subscribe(
         subjects.JOB_EVENT.wildcard(namespace), stream=specs.JOB_EVENTS.name
     )
@@ -186,30 +205,56 @@ async def run_history(nc: Client, namespace: str, job_id: str) -> list[dict[str,
             except (TimeoutError, NatsTimeoutError):
                 break
             for msg in msgs:
-                event = json.loads(msg.data)
-                if event.get("job_id") != job_id:
-                    continue
-                kind = msg.subject.rsplit(".", 1)[-1]
-                row = runs.setdefault(
-                    event["run_id"],
-                    {"run_id": event["run_id"], "state": kind, "attempts": 0, "first": None},
-                )
-                row["first"] = row["first"] or event["occurred_at"]
-                row["last"] = event["occurred_at"]
-                if kind in _STATES and _STATES.index(kind) >= _STATES.index(row["state"]):
-                    row["state"] = kind
-                if kind == "started":
-                    row["attempts"] = max(row["attempts"], int(event.get("attempt", 1)))
-                    row["worker"] = event.get("worker_id")
-                if kind == "progressed":
-                    row["done"], row["total"] = event["done"], event["total"]
-                if kind in ("failed", "dead_lettered"):
-                    row["error"] = event.get("error") or event.get("reason")
-                if kind == "completed":
-                    row["items"] = event.get("items")
+                _fold(runs, msg.subject.rsplit(".", 1)[-1], json.loads(msg.data))
     finally:
         await sub.unsubscribe()
-    return sorted(runs.values(), key=lambda r: str(r["run_id"]))
+    by_job: dict[str, list[dict[str, Any]]] = {}
+    for row in sorted(runs.values(), key=lambda r: str(r["run_id"])):
+        by_job.setdefault(str(row["job_id"]), []).append(row)
+    return by_job
+
+
+def _fold(runs: dict[str, dict[str, Any]], kind: str, event: dict[str, Any]) -> None:
+    row = runs.setdefault(
+        event["run_id"],
+        {
+            "run_id": event["run_id"],
+            "job_id": event.get("job_id"),
+            "state": kind,
+            "attempts": 0,
+            "first": event["occurred_at"],
+        },
+    )
+    row["last"] = event["occurred_at"]
+    if kind in _STATES and _STATES.index(kind) >= _STATES.index(row["state"]):
+        row["state"] = kind
+    if kind == "started":
+        row["attempts"] = max(row["attempts"], int(event.get("attempt", 1)))
+        row["worker"] = event.get("worker_id")
+    if kind == "progressed":
+        row["done"], row["total"] = event["done"], event["total"]
+    if kind in ("failed", "dead_lettered"):
+        row["error"] = event.get("error") or event.get("reason")
+    if kind == "completed":
+        row["items"] = event.get("items")
+
+
+async def run_history(nc: Client, namespace: str, job_id: str) -> list[dict[str, Any]]:
+    """The job's runs, oldest first, each with its last state, from the run events."""
+    return (await namespace_runs(nc.jetstream(), namespace)).get(job_id, [])
+
+
+def sla_state(job: Job, run: dict[str, Any] | None, now: datetime) -> str | None:
+    """met, missed, breached (not complete past its deadline), running (within it), or None
+    (no SLA, no run)."""
+    if job.sla is None or run is None:
+        return None
+    deadline = datetime.fromisoformat(split_run_id(run["run_id"])[1].replace("Z", "+00:00"))
+    deadline += job.sla
+    if run["state"] == "completed":
+        done = datetime.fromisoformat(str(run["last"]).replace("Z", "+00:00"))
+        return "met" if done <= deadline else "missed"
+    return "breached" if now > deadline else "running"
 
 
 def _instant(text: str, option: str) -> datetime:

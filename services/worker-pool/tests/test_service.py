@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -228,3 +229,62 @@ async def test_one_process_works_as_many_runs_at_once_as_its_concurrency(
         await schedule(js, ns, command=[PY, "-c", script])
     await wait_until(lambda: len(outcomes(worker)) == 2, timeout=20, message="both outcomes")
     assert {o[2] for o in outcomes(worker)} == {"completed"}
+
+
+async def test_a_worker_killed_mid_run_has_its_orphaned_command_killed_on_restart(
+    start_service: ServiceLauncher, js: JetStreamContext, tmp_path: Path
+) -> None:
+    worker = await start_worker(start_service, js)
+    ns = namespace()
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    script = (
+        "import os, pathlib, time\n"
+        f"d = pathlib.Path({str(pids)!r})\n"
+        "first = not any(d.iterdir())\n"
+        "(d / str(os.getpid())).touch()\n"
+        "if first: time.sleep(120)\n"
+    )
+    run = await schedule(js, ns, command=[PY, "-c", script])
+    await wait_until(lambda: any(pids.iterdir()), timeout=20, message="the first attempt began")
+    [orphan] = [int(p.name) for p in pids.iterdir()]
+    worker.kill()  # kill -9: the command, in its own process group, outlives it
+    os.kill(orphan, 0)
+    worker.spawn()
+    await worker.wait_healthy()
+
+    def gone() -> bool:
+        try:
+            os.kill(orphan, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    await wait_until(gone, timeout=20, message="the orphaned command killed")
+    await wait_until(lambda: outcomes(worker), timeout=30, message="the run's outcome")
+    assert outcomes(worker) == [(ns, run.run_id, "completed", 2)]
+
+
+async def test_a_worker_frozen_past_the_ack_wait_loses_the_run_and_its_late_end_is_fenced(
+    start_service: ServiceLauncher, js: JetStreamContext, tmp_path: Path
+) -> None:
+    frozen = await start_worker(start_service, js)  # ack wait 2 s
+    ns = namespace()
+    marker = tmp_path / "attempts"
+    script = f"open({str(marker)!r}, 'a').write('x'); import time; time.sleep(3)"
+    run = await schedule(js, ns, command=[PY, "-c", script])
+    await wait_until(marker.exists, timeout=20, message="the first attempt began")
+    os.kill(frozen.pid, signal.SIGSTOP)  # no more in_progress: the delivery lapses
+    try:
+        other = await start_worker(start_service, js)
+        await wait_until(lambda: outcomes(other), timeout=30, message="the other's outcome")
+        assert outcomes(other) == [(ns, run.run_id, "completed", 2)]
+    finally:
+        os.kill(frozen.pid, signal.SIGCONT)
+    # the frozen worker wakes, finds its command ended and reports it: a duplicate id
+    await wait_until(lambda: outcomes(frozen), timeout=30, message="the late end")
+    events = await run_events(js, ns)
+    assert kinds(events).count("completed") == 1
+    assert [e["attempt"] for e in events if e["subject"].endswith(".started")] == [1, 2]
+    info = await js.consumer_info(specs.JOB_RUNS.name, specs.WORKER_RUNS.durable)
+    assert (info.num_pending, info.num_ack_pending) == (0, 0)

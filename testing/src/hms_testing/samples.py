@@ -165,6 +165,7 @@ def all_events() -> list[BusEvent]:
         ev.RunCompleted.create(**_run(items=250, duration_s=3600.0)),
         ev.RunFailed.create(**_run(error="boom", attempt=1, will_retry=True, retry_in_s=5.0)),
         ev.RunDeadLettered.create(**_run(reason="boom", attempts=5)),
+        ev.RunCancelRequested.create(**_run(reason="replaced by a newer run")),
         ev.WorkItemBatch.create(
             **_run(first=100, payloads=[{"shard": 100}, {"shard": 101}], task={"python": "m:f"})
         ),

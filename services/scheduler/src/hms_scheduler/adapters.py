@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import logging
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
+from hms_contracts import specs, subjects
 from hms_contracts.config import Job
 from hms_kit import Service
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 
 from .core import Decision
 
@@ -127,3 +135,81 @@ class SqliteLedger:
             "SELECT run_id, outcome FROM slots WHERE job_key = ? ORDER BY scheduled_at", (job_key,)
         ) as rows:
             return {run_id: outcome async for run_id, outcome in rows}
+
+
+class NotCaughtUp(RuntimeError):
+    """The run-events view has not read the stream to its end yet."""
+
+
+class RunEventsView:
+    """Runs under way per job, from the worker-pool's run events (``JOB_EVENTS``), for the
+    overlap policies: ``started`` makes a run active; ``completed``, ``dead_lettered`` and a
+    ``failed`` that will not be retried end it. Every scheduler instance keeps its own view
+    (an ordered consumer from the start of the stream), so a standby that takes over knows
+    what runs. Until it has read to the stream's end, it answers nothing (the tick retries)."""
+
+    def __init__(self, js: Callable[[], JetStreamContext]) -> None:
+        #: the JetStream context, once connected (the view is opened before the connection)
+        self.connect = js
+        self.runs: dict[tuple[str, str], set[str]] = {}
+        self.caught_up = asyncio.Event()
+        self._target = 0
+        self._sub: Any = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.ensure_future(self._follow())
+
+    async def _follow(self) -> None:
+        while True:
+            try:
+                js = self.connect()
+                info = await js.stream_info(specs.JOB_EVENTS.name)
+                self._target = info.state.last_seq
+                if self._target == 0:
+                    self.caught_up.set()
+                self._sub = await js.subscribe(
+                    subjects.JOB_EVENT.wildcard(),
+                    stream=specs.JOB_EVENTS.name,
+                    ordered_consumer=True,
+                    cb=self._on_event,
+                )
+                return
+            except NotFoundError:
+                # the stream is the worker-pool's: without it no run has started anywhere
+                self.caught_up.set()
+                await asyncio.sleep(1.0)
+            except Exception as exc:
+                log.warning("run events not followed yet (%s); retrying", exc)
+                await asyncio.sleep(1.0)
+
+    async def _on_event(self, msg: Msg) -> None:
+        kind = msg.subject.rsplit(".", 1)[-1]
+        try:
+            event = json.loads(msg.data)
+            key = (str(event["namespace"]), str(event["job_id"]))
+            run_id = str(event["run_id"])
+        except (ValueError, KeyError, TypeError):
+            return
+        if kind == "started":
+            self.runs.setdefault(key, set()).add(run_id)
+        elif kind in ("completed", "dead_lettered") or (
+            kind == "failed" and not event.get("will_retry")
+        ):
+            self.runs.get(key, set()).discard(run_id)
+        if msg.metadata.sequence.stream >= self._target:
+            self.caught_up.set()
+
+    async def active(self, job: Job) -> Collection[str]:
+        if job.overlap == "allow":
+            return ()
+        if not self.caught_up.is_set():
+            raise NotCaughtUp("the run events are still being read")
+        return tuple(sorted(self.runs.get((job.namespace, job.name), ())))
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()

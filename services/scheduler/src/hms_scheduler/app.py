@@ -10,7 +10,7 @@ from hms_contracts import specs
 from hms_kit import Clock, Loop, Resources, Service, SystemClock
 
 from . import __version__
-from .adapters import NoActiveRuns, SqliteLedger, WatchedJobs
+from .adapters import RunEventsView, SqliteLedger, WatchedJobs
 from .core import SERVICE
 from .firing import Firing, Limits, SchedulerMetrics, fire_forever
 from .handlers import router
@@ -35,14 +35,18 @@ def resources_with(clock: Clock | None = None, jobs: JobSource | None = None) ->
     async def opened(service: Service) -> AsyncIterator[Mapping[str, object]]:
         settings = _settings(service)
         ledger = SqliteLedger(settings.state_dir / LEDGER_FILE)
+        active = RunEventsView(lambda: service.js)
+        await active.start()
         try:
             yield {
                 "clock": clock or SystemClock(),
                 "ledger": ledger,
+                "active": active,
                 "jobs": jobs or WatchedJobs(service),
                 "metrics": SchedulerMetrics(service.metrics.registry),
             }
         finally:
+            await active.close()
             await ledger.close()
 
     return opened
@@ -50,7 +54,8 @@ def resources_with(clock: Clock | None = None, jobs: JobSource | None = None) ->
 
 resources = resources_with()
 """What the leader loop uses, opened once per process and closed after it: the clock, the
-ledger (SQLite in the state directory), the job source and the scheduler's metrics."""
+ledger (SQLite in the state directory), the job source, the runs under way (from the run
+events) and the scheduler's metrics."""
 
 
 def schedule_every(tick_s: float) -> Loop:
@@ -62,7 +67,7 @@ def schedule_every(tick_s: float) -> Loop:
             service.js,
             context.get("jobs"),
             context.get("ledger"),
-            NoActiveRuns(),
+            context.get("active"),
             context.get("clock"),
             may_fire=lambda: service.lease is not None and service.lease.held,
             limits=Limits(catchup_limit=settings.catchup_limit, report_limit=settings.report_limit),

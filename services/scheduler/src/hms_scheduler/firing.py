@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import operator
+from asyncio import Future
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from hms_contracts.config import Job
-from hms_kit import Clock, publish_many
+from hms_contracts.runs import RunCancelRequested, RunScheduled
+from hms_kit import Clock
+from hms_kit.publish import headers_for
 from nats.js import JetStreamContext
+from nats.js.api import PubAck
 from prometheus_client import CollectorRegistry, Counter
 
 from .core import Decision, due
@@ -78,6 +83,11 @@ class Firing:
         self._known: dict[str, tuple[Job, datetime | None]] = {}
         # the ledger's watermarks, read once; this loop is their only writer
         self._marks: dict[str, datetime] | None = None
+        # the jobs of the last complete tick and their earliest next slot
+        self._last: tuple[tuple[Job, ...], datetime | None] | None = None
+        # this tick's publishes, their acks awaited before the ledger records the decisions
+        self._runs: list[Future[PubAck]] = []
+        self._cancels: list[Future[PubAck]] = []
 
     async def tick(self) -> bool:
         """Decide and put into effect every job's slots up to now; True when a decision
@@ -90,14 +100,27 @@ class Firing:
         """
         now = self.clock.now()
         self.next_at = None
+        self._runs, self._cancels = [], []
         if self._marks is None:
             self._marks = await self.ledger.watermarks()
         marks = self._marks
+        jobs = await self.jobs.jobs()
+        last = self._last
+        if (
+            last is not None
+            and (last[1] is None or now < last[1])
+            and len(jobs) == len(last[0])
+            and all(map(operator.is_, jobs, last[0]))
+        ):
+            # the same job objects as last tick and none due yet: nothing to look at
+            self.next_at = last[1]
+            return False
+        self._last = None
         more = False
         upcoming: datetime | None = None
         batch: list[tuple[Job, Decision]] = []
         known: dict[str, tuple[Job, datetime | None]] = {}
-        for job in await self.jobs.jobs():
+        for job in jobs:
             key = job.key()
             seen = self._known.get(key)
             if seen is not None and (seen[0] is job or seen[0] == job):
@@ -121,6 +144,7 @@ class Firing:
             next_at = None if decision.more else decision.next_at
             if decision.decided or watermark is None:
                 batch.append((job, decision))
+                await self._send(job, decision, now)
             else:
                 known[key] = (job, next_at)
             upcoming = _earliest(upcoming, next_at)
@@ -135,15 +159,39 @@ class Firing:
                 known[key] = (job, None if decision.more else decision.next_at)
         self._known = known
         self.next_at = upcoming
+        if not more:
+            self._last = (tuple(jobs), upcoming)
         return more
 
+    async def _send(self, job: Job, decision: Decision, now: datetime) -> None:
+        """Publish the decision's cancels and runs at once, acks collected by :meth:`_effect`:
+        the next job is decided while the server stores these."""
+        replacing = decision.enqueue[-1].run_id if decision.enqueue else None
+        for run_id in decision.cancel:
+            # the worker running it stops it (overlap: replace), before the new run is enqueued
+            cancel = RunCancelRequested.create(
+                occurred_at=now,
+                namespace=job.namespace,
+                job_id=job.name,
+                run_id=run_id,
+                queue=job.queue,
+                reason=f"replaced by run {replacing}" if replacing else "replaced",
+                replaced_by=replacing,
+            )
+            log.warning("job %s: %s, so run %s is asked to stop", job.key(), cancel.reason, run_id)
+            self._cancels.append(await self._publish_async(cancel))
+        for s in decision.enqueue:
+            self._runs.append(await self._publish_async(job.run_at(s.scheduled_at, now)))
+
+    async def _publish_async(self, event: RunScheduled | RunCancelRequested) -> Future[PubAck]:
+        return await self.js.publish_async(
+            event.subject(), event.model_dump_json().encode(), headers=headers_for(event)
+        )
+
     async def _effect(self, batch: list[tuple[Job, Decision]], now: datetime) -> None:
-        for job, decision in batch:
-            for run_id in decision.cancel:
-                # cancelling is the worker pool's, on an event of its own (issue 8, worker side)
-                log.warning("job %s: replace asks to cancel run %s", job.key(), run_id)
-        events = [job.run_at(s.scheduled_at, now) for job, d in batch for s in d.enqueue]
-        acks = await publish_many(self.js, events)
+        runs, cancels, self._runs, self._cancels = self._runs, self._cancels, [], []
+        await asyncio.wait_for(asyncio.gather(*cancels), 30)
+        acks = await asyncio.wait_for(asyncio.gather(*runs), 30)
         duplicates = sum(1 for ack in acks if ack.duplicate)
         self.metrics.enqueued.inc(len(acks) - duplicates)
         self.metrics.duplicates.inc(duplicates)

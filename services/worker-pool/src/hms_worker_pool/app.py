@@ -38,6 +38,7 @@ def create_service(
             kill_grace_s=settings.kill_grace_s,
             items_spec=items_spec,
             items_batch=settings.items_fetch,
+            engine=settings.container_engine,
         )
 
     return Service(

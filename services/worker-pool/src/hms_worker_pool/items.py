@@ -72,6 +72,8 @@ class ItemWorker:
         self.spec = spec
         self.scratch_root = scratch_root
         self.kill_grace_s = kill_grace_s
+        #: the container engine's Docker API URL, for image tasks (None: none configured)
+        self.engine: str | None = None
         self.metrics = metrics
         # the items of a run share one task: parse it once per run, not once per item
         self._task: tuple[dict[str, JsonValue], Task] | None = None
@@ -172,7 +174,7 @@ class ItemWorker:
             index=index,
         )
         try:
-            result = await run_task(task, ctx, grace_s=self.kill_grace_s)
+            result = await run_task(task, ctx, grace_s=self.kill_grace_s, engine=self.engine)
         finally:
             if scratch is not None:
                 shutil.rmtree(scratch, ignore_errors=True)

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ OUTPUT_CAP = 64 * 1024
 #: after SIGTERM to the group, how long before SIGKILL
 KILL_GRACE_S = 5.0
 _CHUNK = 16 * 1024
+#: in a command's scratch directory: "<process group> <worker pid> <run id>"
+PGID_FILE = ".hms_pgid"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +84,8 @@ class TaskResult:
     timed_out: bool = False
     #: a fanned-out run: how many of its items were dead-lettered
     items_failed: int = 0
+    #: stopped on request (overlap: replace), not to be retried
+    cancelled: bool = False
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
@@ -99,6 +104,48 @@ def failure_text(result: TaskResult) -> str:
         return result.error
     marker = " (output truncated)" if result.truncated else ""
     return f"{result.error}{marker}; output:\n{result.output[-ERROR_OUTPUT_TAIL:]}"
+
+
+def _owned_by(pgid: int, run_id: str) -> bool:
+    """Whether process group ``pgid`` still runs the command of ``run_id`` (not a reused id)."""
+    try:
+        environ = Path(f"/proc/{pgid}/environ").read_bytes()
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc, or not ours to read: the group id alone
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            return os.getpgid(pgid) == pgid
+        return False
+    return f"HMS_RUN_ID={run_id}".encode() in environ.split(b"\0")
+
+
+def reap_orphans(scratch_root: Path) -> int:
+    """Kill the process groups of commands whose worker was killed outright (their scratch
+    directories remain, each naming its group, its worker and its run), and remove those
+    directories; a live worker's commands are left alone. Returns how many were killed."""
+    killed = 0
+    for marker in scratch_root.glob(f"*/{PGID_FILE}"):
+        try:
+            pgid_text, worker_text, run_id = marker.read_text().split(" ", 2)
+            pgid, worker = int(pgid_text), int(worker_text)
+        except (OSError, ValueError):
+            continue
+        if worker != os.getpid():
+            try:
+                os.kill(worker, 0)
+                continue  # its worker lives (another process sharing the state directory)
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                continue
+        if _owned_by(pgid, run_id):
+            _signal_group(pgid, signal.SIGKILL)
+            killed += 1
+            log.warning(
+                "killed the process group %d of run %s left by a killed worker", pgid, run_id
+            )
+        shutil.rmtree(marker.parent, ignore_errors=True)
+    return killed
 
 
 async def _read_capped(stream: asyncio.StreamReader, limit: int) -> tuple[bytes, bool]:
@@ -149,6 +196,8 @@ async def run_command(
         )
     except OSError as exc:
         return TaskResult(ok=False, error=f"command {argv[0]!r} could not start: {exc}")
+    # should this worker be killed outright, the next one on the host stops the group
+    (cwd / PGID_FILE).write_text(f"{proc.pid} {os.getpid()} {env.get('HMS_RUN_ID', '')}")
     assert proc.stdout is not None
     reader = asyncio.ensure_future(_read_capped(proc.stdout, output_cap))
     timed_out = False
@@ -226,23 +275,43 @@ async def run_python(target: str, ctx: RunContext, *, timeout_s: float | None) -
     return TaskResult(ok=True)
 
 
-async def run_task(task: Task, ctx: RunContext, *, grace_s: float = KILL_GRACE_S) -> TaskResult:
-    """Run ``task`` for the run ``ctx`` describes, in its scratch directory."""
+async def run_task(
+    task: Task, ctx: RunContext, *, grace_s: float = KILL_GRACE_S, engine: str | None = None
+) -> TaskResult:
+    """Run ``task`` for the run ``ctx`` describes, in its scratch directory; an image on the
+    container engine at ``engine``."""
+    env = minimal_env(
+        os.environ,
+        home=str(ctx.scratch_dir),
+        run_id=ctx.run_id,
+        job_id=ctx.job_id,
+        namespace=ctx.namespace,
+    )
+    if ctx.is_item:  # one of the run's items: its payload and position
+        env.update(HMS_ITEM=json.dumps(ctx.item), HMS_ITEM_INDEX=str(ctx.index))
     if task.command is not None:
-        env = minimal_env(
-            os.environ,
-            home=str(ctx.scratch_dir),
-            run_id=ctx.run_id,
-            job_id=ctx.job_id,
-            namespace=ctx.namespace,
-        )
-        if ctx.is_item:  # one of the run's items: its payload and position
-            env.update(HMS_ITEM=json.dumps(ctx.item), HMS_ITEM_INDEX=str(ctx.index))
-        else:  # the run: it may fan out by writing items, one JSON value a line
+        if not ctx.is_item:  # the run: it may fan out by writing items, one JSON value a line
             env["HMS_ITEMS_FILE"] = str(ctx.scratch_dir / ITEMS_FILE)
         return await run_command(
             task.command, env=env, cwd=ctx.scratch_dir, timeout_s=task.timeout_s, grace_s=grace_s
         )
     if task.python is not None:
         return await run_python(task.python, ctx, timeout_s=task.timeout_s)
-    return TaskResult(ok=False, error=f"image {task.image!r}: no container engine configured")
+    if engine is None:
+        return TaskResult(
+            ok=False,
+            error=f"image {task.image!r}: no container engine configured "
+            "(HMS_WORKER_POOL_CONTAINER_ENGINE)",
+        )
+    from .containers import run_image  # aiodocker only where images run
+
+    env.pop("HOME", None)  # the worker's scratch directory means nothing inside the container
+    env.pop("PATH", None)  # the image's own
+    return await run_image(
+        str(task.image),
+        engine=engine,
+        env=env,
+        timeout_s=task.timeout_s,
+        grace_s=grace_s,
+        labels={"hms.run_id": ctx.run_id, "hms.namespace": ctx.namespace},
+    )

@@ -18,6 +18,11 @@ class WorkerPoolSettings(ServiceSettings):
     kill_grace_s: float = Field(
         default=5.0, gt=0, description="After SIGTERM to a timed-out command's group, until SIGKILL"
     )
+    container_engine: str | None = Field(
+        default=None,
+        description="Docker Engine API URL for image tasks, e.g. unix:///run/podman/podman.sock "
+        "(podman system service) or unix:///var/run/docker.sock; unset: image runs fail, saying so",
+    )
     items_fetch: int = Field(
         default=10,
         ge=1,

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from hms_contracts.runs import (
     RunAwaitingApproval,
+    RunCancelRequested,
     RunCompleted,
     RunDeadLettered,
     RunFailed,
@@ -32,6 +33,8 @@ from hms_contracts.runs import (
 from hms_contracts.specs import ConsumerSpec
 from hms_kit import Clock, Deferred, Reject, Retry, Service, publish
 from hms_kit.consumer import BatchConsumer, Delivery
+from nats.aio.msg import Msg
+from pydantic import ValidationError
 
 from .control import JobControl
 from .core import FailureFate, TaskError, failure_fate, parse_task
@@ -39,7 +42,14 @@ from .fanout import ITEMS_FILE, FanOut, FanOutError, items_left
 from .items import ItemWorker
 from .metrics import WorkerMetrics
 from .parking import Parking
-from .runner import RunContext, TaskResult, failure_text, run_task, scratch_name
+from .runner import (
+    RunContext,
+    TaskResult,
+    failure_text,
+    reap_orphans,
+    run_task,
+    scratch_name,
+)
 from .store import OUTCOMES_FILE, Outcome, OutcomeStore
 
 log = logging.getLogger(__name__)
@@ -68,6 +78,9 @@ class Worker:
     ) -> None:
         self.control = control
         self.parking = parking
+        #: the task of each run under way, by (namespace, run_id), and why one was cancelled
+        self.running: dict[tuple[str, str], asyncio.Future[TaskResult]] = {}
+        self.cancel_reasons: dict[tuple[str, str], str] = {}
         self.metrics = metrics
         self.progress_interval_s = progress_interval_s
         self.service = service
@@ -76,6 +89,8 @@ class Worker:
         self.spec = spec
         self.scratch_root = scratch_root
         self.kill_grace_s = kill_grace_s
+        #: the container engine's Docker API URL, for image tasks (None: none configured)
+        self.engine: str | None = None
 
     async def handle(self, batch: Sequence[Delivery[RunScheduled]]) -> None:
         for delivery in batch:
@@ -88,6 +103,21 @@ class Worker:
                 )
                 raise Deferred("held: its queue is paused or it awaits approval")
             await self.run_one(delivery)
+
+    async def on_cancel(self, msg: Msg) -> None:
+        """A RunCancelRequested: stop the run if this process runs it."""
+        try:
+            asked = RunCancelRequested.model_validate_json(msg.data)
+        except ValidationError as exc:
+            log.warning("ignored an invalid cancel request on %s: %s", msg.subject, exc)
+            return
+        key = (asked.namespace, asked.run_id)
+        inner = self.running.get(key)
+        if inner is None or inner.done():
+            return
+        log.info("run %s: cancel requested (%s)", asked.run_id, asked.reason)
+        self.cancel_reasons[key] = f"cancelled: {asked.reason}"
+        inner.cancel()
 
     async def held(self, d: Delivery[RunScheduled], *, announce: bool = False) -> bool:
         """Whether the run must wait: its queue is paused, or it awaits approval (announced
@@ -158,21 +188,37 @@ class Worker:
         ctx = RunContext(run.run_id, run.job_id, run.namespace, attempt, scratch, fanout=fanout)
         beating = asyncio.ensure_future(self._keep_alive(d))
         self.metrics.running.inc()
-        try:
-            result = await run_task(task, ctx, grace_s=self.kill_grace_s)
+        key = (run.namespace, run.run_id)
+
+        async def execute() -> TaskResult:
+            result = await run_task(task, ctx, grace_s=self.kill_grace_s, engine=self.engine)
             if result.ok and task.command is not None:
                 await fanout.enqueue_file(scratch / ITEMS_FILE)
             if result.ok and await fanout.flush():
                 result = await self._await_items(run, facts, fanout.count, fanout.batch)
+            return result
+
+        inner = asyncio.ensure_future(execute())
+        self.running[key] = inner
+        try:
+            result = await inner
         except FanOutError as exc:
             result = TaskResult(ok=False, error=str(exc))
         except asyncio.CancelledError:
-            # draining: hand the run back at once rather than after the ack wait
-            log.info("run %s interrupted by shutdown; nakked", run.run_id)
-            with contextlib.suppress(Exception):
-                await asyncio.shield(d.msg.nak())
-            raise
+            me = asyncio.current_task()
+            if key in self.cancel_reasons and (me is None or me.cancelling() == 0):
+                # asked to stop (overlap: replace); the task stopped its process group
+                reason = self.cancel_reasons.pop(key)
+                result = TaskResult(ok=False, error=reason, cancelled=True)
+            else:
+                # draining: hand the run back at once rather than after the ack wait
+                inner.cancel()
+                log.info("run %s interrupted by shutdown; nakked", run.run_id)
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(d.msg.nak())
+                raise
         finally:
+            self.running.pop(key, None)
             beating.cancel()
             self.metrics.running.dec()
             self.metrics.duration.observe(max(self.clock.monotonic() - started, 0.0))
@@ -188,6 +234,19 @@ class Worker:
             )
             await self._record(run, "completed", attempt, "")
             self.metrics.runs.labels(outcome="completed").inc()
+            return
+        if result.cancelled:
+            await self._emit(
+                RunFailed.create(
+                    occurred_at=self.clock.now(),
+                    error=result.error,
+                    attempt=attempt,
+                    will_retry=False,
+                    **facts,
+                )
+            )
+            await self._record(run, "cancelled", attempt, result.error)
+            self.metrics.runs.labels(outcome="cancelled").inc()
             return
         # items dead-lettered stay dead-lettered: another attempt would fail on them again
         fate = FailureFate(False) if result.items_failed else failure_fate(task, attempt, self.spec)
@@ -285,6 +344,7 @@ async def work(
     kill_grace_s: float,
     items_spec: ConsumerSpec | None = None,
     items_batch: int = 10,
+    engine: str | None = None,
 ) -> None:
     """The worker-pool's loop: ``concurrency`` run pullers, each one run at a time, and as
     many item pullers, each a batch of items at a time."""
@@ -292,6 +352,7 @@ async def work(
     store = await OutcomeStore.open(settings.state_dir / OUTCOMES_FILE)
     metrics = WorkerMetrics(service.metrics.registry)
     scratch_root = settings.state_dir / "runs"
+    reap_orphans(scratch_root)
     control = JobControl(service.js, clock)
     parking = Parking(service, concurrency)
     worker = Worker(
@@ -305,6 +366,7 @@ async def work(
         control=control,
         parking=parking,
     )
+    worker.engine = engine
     consumers: list[BatchConsumer[RunScheduled] | BatchConsumer[WorkItemBatch]] = [
         BatchConsumer.for_service(service, spec, RunScheduled, worker.handle, batch=1)
         for _ in range(concurrency)
@@ -320,14 +382,17 @@ async def work(
             control=control,
             parking=parking,
         )
+        items.engine = engine
         consumers += [
             BatchConsumer.for_service(
                 service, items_spec, WorkItemBatch, items.handle, batch=items_batch
             )
             for _ in range(concurrency)
         ]
+    cancels = await service.nc.subscribe(RunCancelRequested.subject_pattern(), cb=worker.on_cancel)
     try:
         await asyncio.gather(*(c.run() for c in consumers))
     finally:
+        await cancels.unsubscribe()
         await parking.close()
         await store.close()

@@ -152,6 +152,8 @@ SERVICES: tuple[ServiceSpec, ...] = (
             s.AUDIT.wildcard(),
             s.ALERT.wildcard(),  # escalation: a notification not sent in time raises an alert
         ),
+        # a playbook's pause_queue / resume_queue: the queue's pause key
+        kv_writes=(specs.JOB_CONTROL.bucket,),
         serves=(
             s.INCIDENT_COMMAND.wildcard(),
             # the console's incident commands, carrying who asked

@@ -5,10 +5,12 @@ grouped by labels into one incident."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 from hms_contracts import (
     IncidentOpened,
@@ -17,6 +19,7 @@ from hms_contracts import (
     QueueControlRequested,
     ScaleRequested,
     TicketFiled,
+    specs,
 )
 from hms_contracts.bus import BusEvent
 from hms_stack.natsserver import free_port
@@ -33,6 +36,7 @@ from hms_testing.incidents import (
 )
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from nats.js.errors import KeyNotFoundError
 
 
 def ended(events: list[tuple[str, BusEvent]]) -> list[tuple[int, str]]:
@@ -76,8 +80,20 @@ async def test_bus_requests_ticket_scale_and_queue_steps(
             [playbook, latency_rule()],
             ticket_webhook_url=f"http://127.0.0.1:{port}/tickets",
         ):
+            kv = await js.key_value(specs.JOB_CONTROL.bucket)
+            paused_by: list[dict[str, Any]] = []
+
+            async def watch() -> None:  # the key the workers read, set then removed
+                async for entry in await kv.watch(specs.queue_pause_key(NS, "ssa_re_score_q")):
+                    if entry is not None and entry.value:
+                        paused_by.append(json.loads(entry.value))
+
+            watching = asyncio.create_task(watch())
             await send_firing(js, labels={"job": "ssa_re_score"})
             events = await wait_for_event(js, status_is("resolved"), "the playbook finished")
+            watching.cancel()
+            with pytest.raises(KeyNotFoundError):
+                await kv.get(specs.queue_pause_key(NS, "ssa_re_score_q"))  # resumed
             await wait_until(lambda: received, message="the ticket webhook called")
     finally:
         await runner.cleanup()
@@ -89,6 +105,9 @@ async def test_bus_requests_ticket_scale_and_queue_steps(
     assert ticket.summary == "Rescore paused for ssa_re_score"
     assert received[0]["ticket_id"] == ticket.ticket_id
     assert ended(events) == [(0, "succeeded"), (1, "succeeded"), (2, "succeeded"), (3, "succeeded")]
+    assert [p["paused_by"] for p in paused_by] == [
+        f"playbook rollback step 0 of incident {ticket.incident_id}"
+    ]
 
 
 async def send_firing(js: JetStreamContext, **kw: Any) -> None:

@@ -101,6 +101,10 @@ class Engine:
         self.started_runs: asyncio.Queue[Start] = asyncio.Queue()
         self.approved = asyncio.Event()
 
+    def js(self) -> JetStreamContext:
+        """The service's JetStream context (for steps that act on the bus's state)."""
+        return self._js()
+
     @property
     def secrets(self) -> dict[str, str]:
         return {k: v.get_secret_value() for k, v in self.settings.secrets.items()}

@@ -33,6 +33,7 @@ from hms_contracts.config import (
 )
 from hms_contracts.config.incidents import ParamError, render, render_step
 from hms_contracts.incidents import NotifyRequested, StepAction
+from hms_kit.jobcontrol import set_queue_paused
 
 from .core import SERVICE
 from .engine import Engine, Start
@@ -514,7 +515,17 @@ class Runner:
 
             await self.store.tx(request)
             await self.engine.flush()
-            return Result("succeeded", 0, f"{step.action} requested")
+            if isinstance(step, ScaleStep):
+                return Result("succeeded", 0, f"{step.action} requested")
+            # a queue's pause is a key every worker reads: set it now, so the step's success
+            # means the queue hands out nothing more (the request on the bus is its record)
+            paused = isinstance(step, PauseQueueStep)
+            who = f"playbook {playbook.name} step {index} of incident {iid}"
+            changed = await set_queue_paused(self.engine.js(), ns, step.queue, paused, who, now)
+            state = "paused" if paused else "resumed"
+            return Result(
+                "succeeded", 0, f"queue {step.queue} {state}" + ("" if changed else " (already)")
+            )
         if isinstance(step, ApproveStep):
             return await self._approval(ns, iid, index, attempt, step)
         assert isinstance(step, WebhookStep)

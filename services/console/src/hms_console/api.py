@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from hms_contracts import AuditRecorded, specs
 from hms_contracts import subjects as s
 from hms_contracts.audit import GENESIS_HASH
-from hms_contracts.config import KINDS, Alert, Job, parse_object
+from hms_contracts.config import KINDS, Alert, Job, Slo, parse_object
 from hms_contracts.config.base import ConfigError
 from hms_contracts.tokens import check_namespace
 from hms_ops.errors import ConflictError, InvalidObject
@@ -203,7 +203,10 @@ async def alerts(request: Request, namespace: str) -> dict[str, Any]:
     }
 
 
-@router.get("/namespaces/{namespace}/slos", summary="Objectives and their compliance")
+@router.get(
+    "/namespaces/{namespace}/slos",
+    summary="SLOs as the evaluator reports them (alert objectives where none is registered)",
+)
 async def slos(request: Request, namespace: str) -> list[dict[str, Any]]:
     return [
         {
@@ -215,6 +218,8 @@ async def slos(request: Request, namespace: str) -> list[dict[str, Any]]:
             "total": c.total,
             "colour": c.colour,
             "breached": c.breached,
+            "budget_left": c.budget_left,
+            "source": c.source,
             "sentence": c.sentence(),
         }
         for c in views.compliance(console_of(request), _ns(namespace))
@@ -376,7 +381,8 @@ async def compliance_report(
     events = await namespace_events(console.js, ns, start)
     jobs = [o for o in console.config.objects("job", ns) if isinstance(o, Job)]
     alerts = [o for o in console.config.objects("alert", ns) if isinstance(o, Alert)]
-    report = build(ns, month, events, jobs, alerts, console.settings.slo_target)
+    slos = [o for o in console.config.objects("slo", ns) if isinstance(o, Slo)]
+    report = build(ns, month, events, jobs, alerts, console.settings.slo_target, slos)
     name = f"compliance-{ns}-{month}"
     if format == "csv":
         return Response(

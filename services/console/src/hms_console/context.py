@@ -49,7 +49,7 @@ class Console:
 
     def known_namespaces(self) -> list[str]:
         names = set(self.projection.namespaces)
-        for kind in ("metric", "alert", "job", "playbook"):
+        for kind in ("metric", "alert", "job", "playbook", "slo"):
             names |= {o.namespace for o in self.config.objects(kind)}
         return sorted(names)
 

@@ -35,6 +35,7 @@ from hms_contracts import (
     ScaleDecided,
     ServiceHeartbeat,
     SlaBreached,
+    SloStatusReported,
     decode,
     specs,
 )
@@ -122,6 +123,7 @@ class NamespaceView:
     breaches: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=200))
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)  # run_id -> latest
     scaling: dict[str, dict[str, Any]] = field(default_factory=dict)  # pool/queue -> latest
+    slos: dict[str, SloStatusReported] = field(default_factory=dict)  # slo_id -> latest
     seen: set[str] = field(default_factory=set)
     seen_order: deque[str] = field(default_factory=deque)
 
@@ -137,6 +139,7 @@ _FEEDS: tuple[tuple[str, str], ...] = (
     (specs.ALERTS.name, ">"),
     (specs.JOB_EVENTS.name, ">"),
     (specs.SCALE.name, ">"),
+    (specs.SLOS.name, ">"),
     (specs.METRICS.name, ">"),
 )
 
@@ -399,6 +402,15 @@ def _scale(view: NamespaceView, e: BusEvent) -> Told:
     return ("scale", row)
 
 
+def _slo(view: NamespaceView, e: BusEvent) -> Told:
+    assert isinstance(e, SloStatusReported)
+    known = view.slos.get(e.slo_id)
+    if known is not None and known.occurred_at > e.occurred_at:
+        return None
+    view.slos[e.slo_id] = e
+    return ("slo", {"slo_id": e.slo_id, "status": e.status, "summary": e.summary})
+
+
 _HANDLERS: dict[type[BusEvent], Callable[[NamespaceView, BusEvent], Told]] = {
     MetricSampleBatch: _metrics,
     IncidentOpened: _opened,
@@ -415,5 +427,6 @@ _HANDLERS: dict[type[BusEvent], Callable[[NamespaceView, BusEvent], Told]] = {
     RunFailed: _run,
     RunDeadLettered: _run,
     ScaleDecided: _scale,
+    SloStatusReported: _slo,
     ServiceHeartbeat: lambda view, e: None,
 }

@@ -53,6 +53,16 @@ class ServiceSpec(BaseModel):
         default=(),
         description="KV buckets it writes on behalf of people (the console's config writes)",
     )
+    kv_key_writes: tuple[tuple[str, str], ...] = Field(
+        default=(),
+        description="(bucket, key pattern) it writes and reads back on behalf of people, and "
+        "nothing else of that bucket (the console's queue pauses in hms_job_control)",
+    )
+    replays_dead_letters: bool = Field(
+        default=False,
+        description="Puts a dead letter back on its subject (any subject a service consumes) "
+        "and removes it from DLQ, for a person (the console's replay)",
+    )
 
     @field_validator("config_kinds")
     @classmethod
@@ -164,7 +174,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
         # console: commands as requests with the caller's identity, the audit of each change,
         # and HTTP ingest published on the SDK's subjects
         publishes=(
-            s.REQUEST.wildcard(),
+            *(s.REQUEST.wildcard().removesuffix(">") + c for c in COMMANDS),
             s.QUERY_METRICS.wildcard(),  # metric queries the collector answers
             s.AUDIT.wildcard(),
             s.METRIC.wildcard(),
@@ -184,6 +194,9 @@ SERVICES: tuple[ServiceSpec, ...] = (
         ),
         kv_reads=(specs.CONSOLE_TOKENS.bucket,),
         kv_writes=(specs.CONFIG.bucket,),
+        # queue pauses (as hms-ops queues pause): <ns>.queue.<queue>, never a run's approval
+        kv_key_writes=((specs.JOB_CONTROL.bucket, specs.queue_pause_key("*", "*")),),
+        replays_dead_letters=True,  # as hms-ops dlq replay
         subscribes=(
             s.METRIC.wildcard(),
             s.ALERT.wildcard(),
@@ -310,6 +323,18 @@ def nats_permissions(svc: ServiceSpec) -> dict[str, Any]:
             f"$JS.API.DIRECT.GET.KV_{name}.$KV.{name}.>",
             f"$JS.API.CONSUMER.CREATE.KV_{name}.*.$KV.{name}.>",
             f"$JS.FC.KV_{name}.>",
+        ]
+    buckets = {b.bucket: b for b in specs.KV_BUCKETS}
+    for bucket_name, keys in svc.kv_key_writes:
+        publish += _own_keys_api(buckets[bucket_name], keys)
+    if svc.replays_dead_letters:
+        publish.append(f"$JS.API.STREAM.MSG.DELETE.{specs.DLQ.name}")
+        # what a durable consumer dead-letters is a stream's subject it filters on
+        publish += [
+            subject
+            for other in SERVICES
+            for consumer in other.owned_consumers()
+            for subject in consumer.filter_subjects
         ]
     subscribe = [f"{s.inbox_prefix(svc.name)}.>", *svc.subscribes, *svc.serves]
     perms: dict[str, Any] = {

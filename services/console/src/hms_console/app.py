@@ -113,6 +113,7 @@ async def serve(service: Service) -> None:
         on_call=context.get("on_call"),
         audit=BusAuditLog(js),
         commands=context.get("commands") or BusCommands(service.nc),
+        nc=service.nc,
         js=js,
         config=WatchedConfig(service),
         store_for=store_for,

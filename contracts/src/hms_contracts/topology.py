@@ -53,6 +53,9 @@ class ServiceSpec(BaseModel):
         default=(),
         description="KV buckets it writes on behalf of people (the console's config writes)",
     )
+    kv_watches: tuple[str, ...] = Field(
+        default=(), description="KV buckets whose changes it follows (read only)"
+    )
     kv_key_writes: tuple[tuple[str, str], ...] = Field(
         default=(),
         description="(bucket, key pattern) it writes and reads back on behalf of people, and "
@@ -193,6 +196,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
             "SLOS",
         ),
         kv_reads=(specs.CONSOLE_TOKENS.bucket,),
+        kv_watches=(specs.CONSOLE_TOKENS.bucket,),  # a revocation holds at once
         kv_writes=(specs.CONFIG.bucket,),
         # queue pauses (as hms-ops queues pause): <ns>.queue.<queue>, never a run's approval
         kv_key_writes=((specs.JOB_CONTROL.bucket, specs.queue_pause_key("*", "*")),),
@@ -321,6 +325,11 @@ def nats_permissions(svc: ServiceSpec) -> dict[str, Any]:
         publish += [
             f"$KV.{name}.>",
             f"$JS.API.DIRECT.GET.KV_{name}.$KV.{name}.>",
+            f"$JS.API.CONSUMER.CREATE.KV_{name}.*.$KV.{name}.>",
+            f"$JS.FC.KV_{name}.>",
+        ]
+    for name in svc.kv_watches:
+        publish += [
             f"$JS.API.CONSUMER.CREATE.KV_{name}.*.$KV.{name}.>",
             f"$JS.FC.KV_{name}.>",
         ]

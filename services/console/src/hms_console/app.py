@@ -121,6 +121,7 @@ async def serve(service: Service) -> None:
         ingest_limit=RateLimit(settings.ingest_rate_per_s, settings.ingest_burst),
     )
     server = ApiServer(create_app(console), settings.api_host, settings.api_port)
+    following = asyncio.create_task(console.tokens.follow())
     try:
         await projection.start(service.nc)
         await server.start()
@@ -128,6 +129,7 @@ async def serve(service: Service) -> None:
         web.ready.set()
         await asyncio.Event().wait()  # until cancelled by the drain
     finally:
+        following.cancel()
         with contextlib.suppress(Exception):
             await server.stop()
         await projection.stop()

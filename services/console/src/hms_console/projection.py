@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections import deque
@@ -124,6 +125,27 @@ class NamespaceView:
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)  # run_id -> latest
     scaling: dict[str, dict[str, Any]] = field(default_factory=dict)  # pool/queue -> latest
     slos: dict[str, SloStatusReported] = field(default_factory=dict)  # slo_id -> latest
+    #: bumped on every incident change: the API's JSON of the list is kept until it moves
+    incidents_version: int = 0
+    incidents_json: dict[bool, tuple[int, bytes]] = field(default_factory=dict)
+
+    def incidents_body(self) -> bytes:
+        """The incidents as the API sends them, newest first, made once per change."""
+        return self._incidents_body(open_only=False)
+
+    def open_incidents_body(self) -> bytes:
+        return self._incidents_body(open_only=True)
+
+    def _incidents_body(self, *, open_only: bool) -> bytes:
+        cached = self.incidents_json.get(open_only)
+        if cached is not None and cached[0] == self.incidents_version:
+            return cached[1]
+        chosen = [i for i in self.incidents.values() if i.open or not open_only]
+        chosen.sort(key=lambda i: i.opened_at, reverse=True)
+        body = json.dumps([i.summary() for i in chosen], separators=(",", ":")).encode()
+        self.incidents_json[open_only] = (self.incidents_version, body)
+        return body
+
     seen: set[str] = field(default_factory=set)
     seen_order: deque[str] = field(default_factory=deque)
 
@@ -256,6 +278,8 @@ class Projection:
             if len(view.seen_order) > SEEN_MAX:  # JetStream dedupes too; this bounds memory
                 view.seen.discard(view.seen_order.popleft())
         told = handler(view, event)
+        if told is not None and told[0] == "incident":
+            view.incidents_version += 1
         if told is not None and isinstance(event, MetricSampleBatch):
             # batches come many a second: pages hear "metrics changed" at most twice a second
             now = time.monotonic()

@@ -2,15 +2,18 @@
 
 A token reads ``hms_<id>_<secret>``; the id finds its record (in the ``hms_console_tokens``
 KV bucket), bcrypt checks the secret. A check that passed is remembered for the process by the
-token's SHA-256 (bcrypt is slow by design) but the record is read again, so a revocation or an
-expiry holds within ``RECORD_TTL_S``.
+token's SHA-256 (bcrypt is slow by design) but the record is read again: at once when the
+bucket says it changed (``follow``: a revocation holds as soon as it is written, whichever
+process wrote it), and at the latest after ``RECORD_TTL_S``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import time
@@ -24,6 +27,8 @@ from nats.js.kv import KeyValue
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from .core.policy import ALL_NAMESPACES, Principal, Role
+
+log = logging.getLogger(__name__)
 
 BCRYPT_COST = 10
 RECORD_TTL_S = 2.0
@@ -97,6 +102,23 @@ class KvTokens:
     async def put(self, record: TokenRecord) -> None:
         await self.kv.put(record.id, record.model_dump_json().encode())
         self._records.pop(record.id, None)
+
+    async def follow(self) -> None:
+        """Forget a token's cached record the moment its key changes (until cancelled); if
+        the bucket cannot be watched, records still expire after ``RECORD_TTL_S``."""
+        try:
+            watcher = await self.kv.watchall(meta_only=True)
+        except Exception as exc:  # e.g. no permission: the TTL still bounds a revocation
+            log.warning("cannot watch the token bucket (%s); revocations hold within %gs",
+                        exc, RECORD_TTL_S)  # fmt: skip
+            return
+        try:
+            async for entry in watcher:
+                if entry is not None:
+                    self._records.pop(entry.key, None)
+        finally:
+            with contextlib.suppress(Exception):
+                await watcher.stop()  # type: ignore[no-untyped-call]
 
     async def record(self, token_id: str) -> TokenRecord | None:
         cached = self._records.get(token_id)

@@ -329,10 +329,9 @@ def nats_permissions(svc: ServiceSpec) -> dict[str, Any]:
             f"$JS.FC.KV_{name}.>",
         ]
     for name in svc.kv_watches:
-        publish += [
-            f"$JS.API.CONSUMER.CREATE.KV_{name}.*.$KV.{name}.>",
-            f"$JS.FC.KV_{name}.>",
-        ]
+        # a named consumer whose filter is in the create subject: it reads what direct gets
+        # of the same bucket read already, and nothing else
+        publish.append(f"$JS.API.CONSUMER.CREATE.KV_{name}.*.$KV.{name}.>")
     buckets = {b.bucket: b for b in specs.KV_BUCKETS}
     for bucket_name, keys in svc.kv_key_writes:
         publish += _own_keys_api(buckets[bucket_name], keys)

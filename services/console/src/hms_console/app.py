@@ -121,7 +121,7 @@ async def serve(service: Service) -> None:
         ingest_limit=RateLimit(settings.ingest_rate_per_s, settings.ingest_burst),
     )
     server = ApiServer(create_app(console), settings.api_host, settings.api_port)
-    following = asyncio.create_task(console.tokens.follow())
+    following = await console.tokens.follow(service.nc)
     try:
         await projection.start(service.nc)
         await server.start()
@@ -129,7 +129,9 @@ async def serve(service: Service) -> None:
         web.ready.set()
         await asyncio.Event().wait()  # until cancelled by the drain
     finally:
-        following.cancel()
+        if following is not None:
+            with contextlib.suppress(Exception):
+                await following.unsubscribe()
         with contextlib.suppress(Exception):
             await server.stop()
         await projection.stop()

@@ -10,7 +10,6 @@ process wrote it), and at the latest after ``RECORD_TTL_S``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import logging
@@ -21,7 +20,11 @@ from datetime import UTC, datetime
 
 import bcrypt
 from hms_contracts import specs
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -103,22 +106,36 @@ class KvTokens:
         await self.kv.put(record.id, record.model_dump_json().encode())
         self._records.pop(record.id, None)
 
-    async def follow(self) -> None:
-        """Forget a token's cached record the moment its key changes (until cancelled); if
-        the bucket cannot be watched, records still expire after ``RECORD_TTL_S``."""
+    async def follow(self, nc: Client) -> Subscription | None:
+        """Forget a token's cached record the moment its key changes, through a consumer of
+        the bucket's changes (named, so its filter is in the create subject permissions
+        bound); if it cannot be made, records still expire after ``RECORD_TTL_S``."""
+        spec = specs.CONSOLE_TOKENS
+        deliver = nc.new_inbox()
+
+        async def changed(msg: Msg) -> None:
+            self._records.pop(msg.subject.removeprefix(f"$KV.{spec.bucket}."), None)
+
+        sub = await nc.subscribe(deliver, cb=changed)
+        config = ConsumerConfig(
+            name=f"tokens_{secrets.token_hex(8)}",
+            filter_subject=f"$KV.{spec.bucket}.>",
+            deliver_subject=deliver,
+            deliver_policy=DeliverPolicy.NEW,
+            ack_policy=AckPolicy.NONE,
+            headers_only=True,
+            inactive_threshold=60.0,
+            mem_storage=True,
+            num_replicas=1,
+        )
         try:
-            watcher = await self.kv.watchall(meta_only=True)
+            await nc.jetstream().add_consumer(specs.kv_stream(spec), config)
         except Exception as exc:  # e.g. no permission: the TTL still bounds a revocation
-            log.warning("cannot watch the token bucket (%s); revocations hold within %gs",
+            await sub.unsubscribe()
+            log.warning("cannot follow the token bucket (%s); revocations hold within %gs",
                         exc, RECORD_TTL_S)  # fmt: skip
-            return
-        try:
-            async for entry in watcher:
-                if entry is not None:
-                    self._records.pop(entry.key, None)
-        finally:
-            with contextlib.suppress(Exception):
-                await watcher.stop()  # type: ignore[no-untyped-call]
+            return None
+        return sub
 
     async def record(self, token_id: str) -> TokenRecord | None:
         cached = self._records.get(token_id)

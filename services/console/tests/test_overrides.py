@@ -23,6 +23,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import KeyDeletedError, KeyNotFoundError, NotFoundError
 
 from .conftest import StartConsole
+from .test_web import csrf_in
 
 
 async def audit_actions(js: JetStreamContext, ns: str) -> list[tuple[str, str]]:
@@ -53,9 +54,18 @@ async def test_the_incident_buttons_work_against_the_real_incident_engine(
 
             [incident] = await wait_until(listed, timeout=20, message="the incident, live")
             iid = incident["incident_id"]
-            acked = await http.post(f"/api/v1/namespaces/{ns}/incidents/{iid}/ack")
-            assert acked.status_code == 200, acked.text
-            assert acked.json()["ok"] is True
+        async with console.client() as browser:  # the page's button, as a person clicks it
+            form = await browser.get("/login")
+            login = {"csrf_token": csrf_in(form.text), "token": console.tokens["responder"]}
+            assert (await browser.post("/login", data=login)).status_code == 303
+            page = await browser.get(f"/dashboard/{ns}/incidents/{iid}")
+            assert f"/dashboard/{ns}/incidents/{iid}/ack" in page.text
+            clicked = await browser.post(
+                f"/dashboard/{ns}/incidents/{iid}/ack", data={"csrf_token": csrf_in(page.text)}
+            )
+            assert clicked.status_code == 303
+            assert "nobody answers" not in clicked.headers["location"]
+        async with console.client("responder") as http:
             missing = await http.post(f"/api/v1/namespaces/{ns}/incidents/inc-nope/ack")
             assert missing.status_code == 404
 

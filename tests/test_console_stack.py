@@ -1,7 +1,7 @@
 """The console in `hms-ops up`, under its own least-privilege NATS user: a token made with the
-CLI opens the API; an author's config and metrics show on the dashboard; a command reaches the
-incident engine, which answers it (404 for an incident it does not know); every change is in an
-audit chain that verifies; and NATS refused nothing."""
+CLI opens the API; an author's config and metrics show on the dashboard; the incident engine
+answers a command; an admin pauses a queue and silences an alert; every change is in an audit
+chain that verifies; and NATS refused nothing."""
 
 from __future__ import annotations
 
@@ -57,11 +57,24 @@ def test_the_console_works_under_its_own_user(stack: RunningStack) -> None:
         page = wait_for(graphed, 30, "the metric and the alert's promise on the dashboard")
         assert 'data-metric="api.latency_p99"' in page
         r = http.post(f"{api}/incidents/inc-1/ack")
-        assert r.status_code == 404, r.text  # the incident engine answered: no such incident
+        assert r.status_code == 404, r.text  # the incident engine answers: no such incident
         assert "inc-1" in r.json()["error"]
+    made = hms_ops_in(StatePaths(stack.state_dir), "tokens", "create", "--role", "admin",
+                      "--namespace", NS, "--name", "oncall-lead")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    headers = {"Authorization": f"Bearer {made.stdout.strip()}"}
+    with httpx.Client(base_url=base, headers=headers, timeout=20) as http:
+        # overrides under the console's own user: the pause key, a silence in the registry
+        for action in ("pause", "resume"):
+            r = http.post(f"{api}/queues/claims_q/{action}")
+            assert r.status_code == 200, r.text
+            assert r.json()["changed"] is True
+        silence = {"rule_id": "sla_latency_breach", "for": "1h", "reason": "maintenance"}
+        r = http.post(f"{api}/silences", json=silence)
+        assert r.status_code == 200, r.text
         verified = http.get(f"{api}/audit/verify").json()
         assert verified["ok"] is True
-        assert verified["records"] >= 4  # the token, two config writes, the ack
+        assert verified["records"] >= 7  # tokens, config writes, the ack, pause, resume, silence
     time.sleep(0.5)
     log = (Path(stack.state_dir) / "logs" / "console.log").read_text()
     assert "permissions violation" not in log

@@ -52,7 +52,8 @@ async def dlq_sources_a_stream_it_may_not_read(a: Attacker) -> None:
 async def dlq_keeps_one_message_and_destroys_dead_letters(a: Attacker) -> None:
     await a.refused(a.js.update_stream(_dlq(max_msgs=1)), "set the DLQ's max_msgs to 1")
     await a.refused(a.js.purge_stream(specs.DLQ.name), "purge the DLQ")
-    await a.refused(a.js.delete_msg(specs.DLQ.name, 1), "delete a dead letter")
+    if not a.svc.replays_dead_letters:  # the console removes the one it replays, for a person
+        await a.refused(a.js.delete_msg(specs.DLQ.name, 1), "delete a dead letter")
     await a.refused(a.js.delete_stream(specs.DLQ.name), "delete the DLQ")
 
 

@@ -1,10 +1,14 @@
 """Commands people give through the console, sent as NATS requests carrying who asked.
 
 A command is not an event: it asks the service that owns the decision (the incident engine
-for an incident, the evaluator for a silence, the metrics collector for a longer metric query)
-to act, and that service replies with :class:`CommandReplied`. The service records what it did
-as its own events; the console does no other service's work. Subjects are
+for an incident) to act, and that service replies with :class:`CommandReplied`. The service
+records what it did as its own events; the console does no other service's work. Subjects are
 ``ops.request.<namespace>.<command>``; :data:`COMMANDS` lists the commands and who answers.
+
+The other overrides have a protocol of their own, which the console uses as the CLI does:
+silences are ``silence`` config objects (written to the registry, the person as author); a
+queue is paused by its key in the ``hms_job_control`` bucket; a dead letter is replayed from
+the ``DLQ`` stream; a metric range is a MetricQuery on ``ops.query.metrics.<namespace>``.
 """
 
 from __future__ import annotations
@@ -23,12 +27,6 @@ Command = Literal[
     "incident_resolve",
     "incident_approve",
     "playbook_run",
-    "silence_create",
-    "silence_delete",
-    "dead_letter_replay",
-    "queue_pause",
-    "queue_resume",
-    "metric_query",
 ]
 
 #: each command and the service expected to answer it
@@ -37,12 +35,6 @@ COMMANDS: dict[str, str] = {
     "incident_resolve": "incident-engine",
     "incident_approve": "incident-engine",
     "playbook_run": "incident-engine",
-    "silence_create": "evaluator",
-    "silence_delete": "evaluator",
-    "dead_letter_replay": "worker-pool",
-    "queue_pause": "autoscaler",
-    "queue_resume": "autoscaler",
-    "metric_query": "metrics-collector",
 }
 
 

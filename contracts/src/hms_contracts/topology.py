@@ -53,6 +53,19 @@ class ServiceSpec(BaseModel):
         default=(),
         description="KV buckets it writes on behalf of people (the console's config writes)",
     )
+    kv_watches: tuple[str, ...] = Field(
+        default=(), description="KV buckets whose changes it follows (read only)"
+    )
+    kv_key_writes: tuple[tuple[str, str], ...] = Field(
+        default=(),
+        description="(bucket, key pattern) it writes and reads back on behalf of people, and "
+        "nothing else of that bucket (the console's queue pauses in hms_job_control)",
+    )
+    replays_dead_letters: bool = Field(
+        default=False,
+        description="Puts a dead letter back on its subject (any subject a service consumes) "
+        "and removes it from DLQ, for a person (the console's replay)",
+    )
 
     @field_validator("config_kinds")
     @classmethod
@@ -152,8 +165,8 @@ SERVICES: tuple[ServiceSpec, ...] = (
             s.AUDIT.wildcard(),
             s.ALERT.wildcard(),  # escalation: a notification not sent in time raises an alert
         ),
-        # a playbook's pause_queue / resume_queue: the queue's pause key
-        kv_writes=(specs.JOB_CONTROL.bucket,),
+        # a playbook's pause_queue / resume_queue: the queue's pause key, nothing else
+        kv_key_writes=((specs.JOB_CONTROL.bucket, specs.queue_pause_key("*", "*")),),
         serves=(
             s.INCIDENT_COMMAND.wildcard(),
             # the console's incident commands, carrying who asked
@@ -168,17 +181,30 @@ SERVICES: tuple[ServiceSpec, ...] = (
         # console: commands as requests with the caller's identity, the audit of each change,
         # and HTTP ingest published on the SDK's subjects
         publishes=(
-            s.REQUEST.wildcard(),
+            *(s.REQUEST.wildcard().removesuffix(">") + c for c in COMMANDS),
             s.QUERY_METRICS.wildcard(),  # metric queries the collector answers
             s.AUDIT.wildcard(),
             s.METRIC.wildcard(),
             s.EVENT.wildcard(),
             s.CONFIG.wildcard(),
         ),
-        config_kinds=("metric", "alert", "job", "playbook"),
-        browses=("INCIDENTS", "ALERTS", "AUDIT", "DLQ", "JOB_EVENTS", "SCALE", "METRICS"),
+        config_kinds=("metric", "alert", "job", "playbook", "slo", "silence"),
+        browses=(
+            "INCIDENTS",
+            "ALERTS",
+            "AUDIT",
+            "DLQ",
+            "JOB_EVENTS",
+            "SCALE",
+            "METRICS",
+            "SLOS",
+        ),
         kv_reads=(specs.CONSOLE_TOKENS.bucket,),
+        kv_watches=(specs.CONSOLE_TOKENS.bucket,),  # a revocation holds at once
         kv_writes=(specs.CONFIG.bucket,),
+        # queue pauses (as hms-ops queues pause): <ns>.queue.<queue>, never a run's approval
+        kv_key_writes=((specs.JOB_CONTROL.bucket, specs.queue_pause_key("*", "*")),),
+        replays_dead_letters=True,  # as hms-ops dlq replay
         subscribes=(
             s.METRIC.wildcard(),
             s.ALERT.wildcard(),
@@ -305,6 +331,22 @@ def nats_permissions(svc: ServiceSpec) -> dict[str, Any]:
             f"$JS.API.DIRECT.GET.KV_{name}.$KV.{name}.>",
             f"$JS.API.CONSUMER.CREATE.KV_{name}.*.$KV.{name}.>",
             f"$JS.FC.KV_{name}.>",
+        ]
+    for name in svc.kv_watches:
+        # a named consumer whose filter is in the create subject: it reads what direct gets
+        # of the same bucket read already, and nothing else
+        publish.append(f"$JS.API.CONSUMER.CREATE.KV_{name}.*.$KV.{name}.>")
+    buckets = {b.bucket: b for b in specs.KV_BUCKETS}
+    for bucket_name, keys in svc.kv_key_writes:
+        publish += _own_keys_api(buckets[bucket_name], keys)
+    if svc.replays_dead_letters:
+        publish.append(f"$JS.API.STREAM.MSG.DELETE.{specs.DLQ.name}")
+        # what a durable consumer dead-letters is a stream's subject it filters on
+        publish += [
+            subject
+            for other in SERVICES
+            for consumer in other.owned_consumers()
+            for subject in consumer.filter_subjects
         ]
     subscribe = [f"{s.inbox_prefix(svc.name)}.>", *svc.subscribes, *svc.serves]
     perms: dict[str, Any] = {

@@ -26,10 +26,10 @@ def settings_for(nats: NatsHandle, state: Path, **extra: Any) -> ConsoleSettings
 
 
 async def provision_all(nats: NatsHandle) -> None:
-    """Every stream of the catalogue, as a full stack would have them."""
+    """Every stream and bucket of the catalogue, as a full stack would have them."""
     nc = await nats_connect(nats.url)
     try:
-        await provision(nc.jetstream(), streams=specs.STREAMS)
+        await provision(nc.jetstream(), streams=specs.STREAMS, buckets=specs.KV_BUCKETS)
     finally:
         await nc.close()
 

@@ -5,13 +5,14 @@ bus show with their timeline; config is written for authors through the registry
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
 from hms_console.app import create_service
 from hms_console.core.policy import Principal
 from hms_console.testing import Responder, Running, make_tokens
-from hms_contracts import IncidentOpened, IncidentStepRan, IncidentUpdated
+from hms_contracts import IncidentOpened, IncidentStepRan, IncidentUpdated, specs
 from hms_testing import NatsHandle, running, wait_until
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -136,7 +137,8 @@ async def test_every_change_is_audited_in_a_chain_that_verifies(
             assert r.status_code == 200
     async with console.client("admin") as http:
         r = await http.post(
-            f"/api/v1/namespaces/{console.ns}/silences", json={"rule_id": "sla_latency_breach"}
+            f"/api/v1/namespaces/{console.ns}/silences",
+            json={"rule_id": "sla_latency_breach", "for": "1h", "reason": "maintenance"},
         )
         assert r.status_code == 200
         verified = (await http.get(f"/api/v1/namespaces/{console.ns}/audit/verify")).json()
@@ -197,7 +199,10 @@ async def test_the_on_call_responder_may_override(
             assert (await http.post(path)).status_code == 200
         async with console.client("author") as http:
             assert (await http.post(path)).status_code == 403
-    assert [r.command for r in responder.seen] == ["queue_pause"]
+        kv = await service.js.key_value(specs.JOB_CONTROL.bucket)
+        entry = await kv.get(specs.queue_pause_key(console.ns, "claims_q"))
+        assert json.loads(entry.value or b"{}")["paused_by"] == "token:responder"
+    assert responder.seen == []  # a pause is the worker pool's key, not a request
 
 
 async def test_dead_letters_and_queue_depth_are_listed(

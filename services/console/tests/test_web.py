@@ -181,3 +181,25 @@ async def test_incidents_go_to_webhooks_signed_retried_and_logged(
         ]
         await asyncio.sleep(0.5)
         assert len(got) == 2  # delivered: not sent again
+
+
+async def test_a_revocation_written_elsewhere_holds_at_once_despite_the_auth_cache(
+    console: Running, js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hms_console.tokens as tokens_module
+
+    monkeypatch.setattr(tokens_module, "RECORD_TTL_S", 3600.0)  # only the watch may forget
+    elsewhere = KvTokens(await open_bucket(js))  # as `hms-ops tokens revoke` writes it
+    token, record = new_token("soon-gone", "viewer", console.ns)
+    await elsewhere.put(record)
+    headers = {"Authorization": f"Bearer {token}"}
+    async with console.client() as http:
+        for _ in range(3):  # verified once, then served from the cache
+            assert (await http.get("/api/v1/whoami", headers=headers)).status_code == 200
+        await elsewhere.put(record.model_copy(update={"revoked_at": datetime.now(UTC)}))
+
+        async def refused() -> bool:
+            r = await http.get("/api/v1/whoami", headers=headers)
+            return r.status_code == 401
+
+        await wait_until(refused, timeout=10, message="the revocation, held")

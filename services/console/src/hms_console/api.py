@@ -13,13 +13,13 @@ from fastapi.responses import JSONResponse, Response
 from hms_contracts import AuditRecorded, specs
 from hms_contracts import subjects as s
 from hms_contracts.audit import GENESIS_HASH
-from hms_contracts.config import KINDS, Alert, Job, parse_object
+from hms_contracts.config import KINDS, Alert, Job, Silence, Slo, parse_object
 from hms_contracts.config.base import ConfigError
 from hms_contracts.tokens import check_namespace
 from hms_ops.errors import ConflictError, InvalidObject
 from pydantic import ValidationError
 
-from . import views
+from . import overrides, views
 from .core.policy import Principal
 from .core.report import build, month_bounds
 from .errors import ConsoleError
@@ -173,13 +173,26 @@ async def metric_points(
     since_s: float = Query(default=900.0, gt=0, description="How far back, seconds"),
 ) -> Response:
     console = console_of(request)
+    ns = _ns(namespace)
     if since_s > console.settings.metric_window_s:
-        reply = await console.command(
-            me(request), _ns(namespace), "metric_query", metric, {"since_s": since_s}
+        found = await overrides.query_metric(
+            console.nc, ns, metric, since_s, console.settings.command_timeout_s
         )
-        if not reply.ok:
-            raise HTTPException(reply.status, reply.detail)
-        return JSONResponse({"metric": metric, "source": "metrics-collector", **reply.result})
+        if found.error is not None:
+            raise HTTPException(422, found.error)
+        return JSONResponse(
+            {
+                "metric": metric,
+                "source": "metrics-collector",
+                "series": [
+                    {
+                        "labels": series.labels,
+                        "points": [[p.at.timestamp(), p.value] for p in series.points],
+                    }
+                    for series in found.series
+                ],
+            }
+        )
     window = console.projection.ns(_ns(namespace)).metrics
     since = datetime.now(UTC).timestamp() - since_s
     points = window.points(metric, since=since)
@@ -203,7 +216,10 @@ async def alerts(request: Request, namespace: str) -> dict[str, Any]:
     }
 
 
-@router.get("/namespaces/{namespace}/slos", summary="Objectives and their compliance")
+@router.get(
+    "/namespaces/{namespace}/slos",
+    summary="SLOs as the evaluator reports them (alert objectives where none is registered)",
+)
 async def slos(request: Request, namespace: str) -> list[dict[str, Any]]:
     return [
         {
@@ -215,6 +231,8 @@ async def slos(request: Request, namespace: str) -> list[dict[str, Any]]:
             "total": c.total,
             "colour": c.colour,
             "breached": c.breached,
+            "budget_left": c.budget_left,
+            "source": c.source,
             "sentence": c.sentence(),
         }
         for c in views.compliance(console_of(request), _ns(namespace))
@@ -223,9 +241,10 @@ async def slos(request: Request, namespace: str) -> list[dict[str, Any]]:
 
 @router.get("/namespaces/{namespace}/incidents", summary="Incidents, newest first")
 async def incidents(request: Request, namespace: str, open_only: bool = False) -> Response:
-    found = views.incidents(console_of(request), _ns(namespace), open_only=open_only)
-    # a hot path: written as JSON directly, without FastAPI's per-item re-validation
-    return JSONResponse([i.summary() for i in found])
+    # a hot path: the JSON is made once per change of the namespace's incidents
+    view = console_of(request).projection.ns(_ns(namespace))
+    body = view.open_incidents_body() if open_only else view.incidents_body()
+    return Response(body, media_type="application/json")
 
 
 @router.get("/namespaces/{namespace}/incidents/{incident_id}", summary="One incident's timeline")
@@ -282,28 +301,67 @@ async def run_playbook(request: Request, namespace: str, playbook: str) -> dict[
     return await _command(request, namespace, "playbook_run", playbook, await _args(request))
 
 
+@router.get("/namespaces/{namespace}/silences", summary="Silences, active or not")
+async def silences(request: Request, namespace: str) -> list[dict[str, Any]]:
+    now = datetime.now(UTC)
+    rows = []
+    for obj in console_of(request).config.objects("silence", _ns(namespace)):
+        if isinstance(obj, Silence):
+            rows.append({**obj.model_dump(mode="json"), "active": obj.active(now)})
+    return rows
+
+
 @router.post("/namespaces/{namespace}/silences", summary="Silence alerts (override)")
 async def silence(request: Request, namespace: str) -> dict[str, Any]:
-    args = await _args(request)
-    matcher = args.get("rule_id") or args.get("fingerprint")
-    if not isinstance(matcher, str) or not matcher:
-        raise HTTPException(422, "rule_id: give the rule (or fingerprint) to silence")
-    return await _command(request, namespace, "silence_create", matcher, args)
+    """A ``silence`` config object the incident engine follows, written by the console on
+    behalf of the person (its author), as ``hms-ops silences add`` does."""
+    console, principal, ns = console_of(request), me(request), _ns(namespace)
+    try:
+        obj = overrides.new_silence(ns, principal.actor, await _args(request), datetime.now(UTC))
+    except overrides.BadRequest as exc:
+        raise HTTPException(422, str(exc)) from None
+    [change] = await console.store(principal.actor).apply([obj])
+    await console.audit.record(
+        ns, principal.actor, "silence.created", change.key, {"until": obj.ends_at.isoformat()}
+    )
+    return {"key": change.key, "name": obj.name, "action": change.action,
+            "ends_at": obj.ends_at.isoformat()}  # fmt: skip
 
 
-@router.delete("/namespaces/{namespace}/silences/{silence_id}", summary="End a silence")
+@router.delete("/namespaces/{namespace}/silences/{silence_id}", summary="End a silence now")
 async def unsilence(request: Request, namespace: str, silence_id: str) -> dict[str, Any]:
-    return await _command(request, namespace, "silence_delete", silence_id, {})
+    """Expire it (a new version: its history stays), as ``hms-ops silences expire`` does."""
+    console, principal, ns = console_of(request), me(request), _ns(namespace)
+    store = console.store(principal.actor)
+    try:
+        found = await store.get(ns, "silence", silence_id)
+    except (InvalidObject, ValueError):
+        found = None
+    if found is None or not isinstance(found.object, Silence):
+        raise HTTPException(404, f"no silence {silence_id!r} in namespace {ns}")
+    [change] = await store.apply([overrides.expired(found.object, datetime.now(UTC))])
+    await console.audit.record(ns, principal.actor, "silence.expired", change.key, {})
+    return {"key": change.key, "action": "expired"}
+
+
+async def _pause(request: Request, namespace: str, queue: str, paused: bool) -> dict[str, Any]:
+    console, principal, ns = console_of(request), me(request), _ns(namespace)
+    try:
+        row: dict[str, Any] = await overrides.pause(console.nc, ns, queue, paused, principal.actor)
+    except overrides.BadRequest as exc:
+        raise HTTPException(422, str(exc)) from None
+    return row
 
 
 @router.post("/namespaces/{namespace}/queues/{queue}/pause", summary="Pause a queue (override)")
 async def pause_queue(request: Request, namespace: str, queue: str) -> dict[str, Any]:
-    return await _command(request, namespace, "queue_pause", queue, await _args(request))
+    """The queue's key in ``hms_job_control``: workers hand out nothing from it (audited)."""
+    return await _pause(request, namespace, queue, True)
 
 
 @router.post("/namespaces/{namespace}/queues/{queue}/resume", summary="Resume a queue")
 async def resume_queue(request: Request, namespace: str, queue: str) -> dict[str, Any]:
-    return await _command(request, namespace, "queue_resume", queue, await _args(request))
+    return await _pause(request, namespace, queue, False)
 
 
 async def _browse(
@@ -336,7 +394,17 @@ async def dead_letters(
     "/namespaces/{namespace}/dead-letters/{sequence}/replay", summary="Replay a dead letter"
 )
 async def replay(request: Request, namespace: str, sequence: int) -> dict[str, Any]:
-    return await _command(request, namespace, "dead_letter_replay", str(sequence), {})
+    """Back on its subject, removed from DLQ, audited: as ``hms-ops dlq replay`` does."""
+    console, principal, ns = console_of(request), me(request), _ns(namespace)
+    try:
+        row: dict[str, Any] = await overrides.replay_dead_letter(
+            console.nc, ns, sequence, principal.actor
+        )
+    except overrides.NotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    except overrides.BadRequest as exc:
+        raise HTTPException(422, str(exc)) from None
+    return row
 
 
 @router.get("/namespaces/{namespace}/audit/verify", summary="Check the audit chain's hashes")
@@ -376,7 +444,8 @@ async def compliance_report(
     events = await namespace_events(console.js, ns, start)
     jobs = [o for o in console.config.objects("job", ns) if isinstance(o, Job)]
     alerts = [o for o in console.config.objects("alert", ns) if isinstance(o, Alert)]
-    report = build(ns, month, events, jobs, alerts, console.settings.slo_target)
+    slos = [o for o in console.config.objects("slo", ns) if isinstance(o, Slo)]
+    report = build(ns, month, events, jobs, alerts, console.settings.slo_target, slos)
     name = f"compliance-{ns}-{month}"
     if format == "csv":
         return Response(

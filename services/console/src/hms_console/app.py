@@ -113,6 +113,7 @@ async def serve(service: Service) -> None:
         on_call=context.get("on_call"),
         audit=BusAuditLog(js),
         commands=context.get("commands") or BusCommands(service.nc),
+        nc=service.nc,
         js=js,
         config=WatchedConfig(service),
         store_for=store_for,
@@ -120,6 +121,7 @@ async def serve(service: Service) -> None:
         ingest_limit=RateLimit(settings.ingest_rate_per_s, settings.ingest_burst),
     )
     server = ApiServer(create_app(console), settings.api_host, settings.api_port)
+    following = await console.tokens.follow(service.nc)
     try:
         await projection.start(service.nc)
         await server.start()
@@ -127,6 +129,9 @@ async def serve(service: Service) -> None:
         web.ready.set()
         await asyncio.Event().wait()  # until cancelled by the drain
     finally:
+        if following is not None:
+            with contextlib.suppress(Exception):
+                await following.unsubscribe()
         with contextlib.suppress(Exception):
             await server.stop()
         await projection.stop()

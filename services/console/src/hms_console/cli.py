@@ -314,7 +314,7 @@ def compliance(
     """The month's compliance per job and objective, every breach, incident and scheduled run:
     ``compliance-<ns>-<month>.csv`` and ``.pdf``; the summary printed in plain English."""
     from hms_contracts import specs
-    from hms_contracts.config import Alert, Job
+    from hms_contracts.config import Alert, Job, Slo
     from hms_ops.configstore import ConfigStore
 
     from .core.report import build, month_bounds
@@ -334,6 +334,7 @@ def compliance(
         store = ConfigStore(await js.key_value(specs.CONFIG.bucket), author=ADMIN_USER)
         jobs = [s.object for s in await store.objects(namespace, "job")]
         alerts = [s.object for s in await store.objects(namespace, "alert")]
+        slos = [s.object for s in await store.objects(namespace, "slo")]
         events = await namespace_events(js, namespace, start)
         return build(
             namespace,
@@ -342,6 +343,7 @@ def compliance(
             [j for j in jobs if isinstance(j, Job)],
             [a for a in alerts if isinstance(a, Alert)],
             ConsoleSettings.model_fields["slo_target"].default,
+            [o for o in slos if isinstance(o, Slo)],
         )
 
     found = _run(_paths(state_dir), gather)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from hms_contracts.commands import CommandReplied, CommandRequested
 from hms_contracts.config import ConfigObject
 from hms_ops.configstore import ConfigStore
+from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from .core.limits import RateLimit
@@ -38,6 +39,7 @@ class Console:
     on_call: OnCall
     audit: AuditLog
     commands: Commands
+    nc: Client  # the overrides done as their CLI does them (queue pause, dead letters ...)
     js: JetStreamContext
     config: ConfigSource
     store_for: Callable[[str], ConfigStore]  # the registry, writing as that author
@@ -49,7 +51,7 @@ class Console:
 
     def known_namespaces(self) -> list[str]:
         names = set(self.projection.namespaces)
-        for kind in ("metric", "alert", "job", "playbook"):
+        for kind in ("metric", "alert", "job", "playbook", "slo"):
             names |= {o.namespace for o in self.config.objects(kind)}
         return sorted(names)
 

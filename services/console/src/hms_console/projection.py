@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections import deque
@@ -35,6 +36,7 @@ from hms_contracts import (
     ScaleDecided,
     ServiceHeartbeat,
     SlaBreached,
+    SloStatusReported,
     decode,
     specs,
 )
@@ -122,6 +124,28 @@ class NamespaceView:
     breaches: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=200))
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)  # run_id -> latest
     scaling: dict[str, dict[str, Any]] = field(default_factory=dict)  # pool/queue -> latest
+    slos: dict[str, SloStatusReported] = field(default_factory=dict)  # slo_id -> latest
+    #: bumped on every incident change: the API's JSON of the list is kept until it moves
+    incidents_version: int = 0
+    incidents_json: dict[bool, tuple[int, bytes]] = field(default_factory=dict)
+
+    def incidents_body(self) -> bytes:
+        """The incidents as the API sends them, newest first, made once per change."""
+        return self._incidents_body(open_only=False)
+
+    def open_incidents_body(self) -> bytes:
+        return self._incidents_body(open_only=True)
+
+    def _incidents_body(self, *, open_only: bool) -> bytes:
+        cached = self.incidents_json.get(open_only)
+        if cached is not None and cached[0] == self.incidents_version:
+            return cached[1]
+        chosen = [i for i in self.incidents.values() if i.open or not open_only]
+        chosen.sort(key=lambda i: i.opened_at, reverse=True)
+        body = json.dumps([i.summary() for i in chosen], separators=(",", ":")).encode()
+        self.incidents_json[open_only] = (self.incidents_version, body)
+        return body
+
     seen: set[str] = field(default_factory=set)
     seen_order: deque[str] = field(default_factory=deque)
 
@@ -137,6 +161,7 @@ _FEEDS: tuple[tuple[str, str], ...] = (
     (specs.ALERTS.name, ">"),
     (specs.JOB_EVENTS.name, ">"),
     (specs.SCALE.name, ">"),
+    (specs.SLOS.name, ">"),
     (specs.METRICS.name, ">"),
 )
 
@@ -253,6 +278,8 @@ class Projection:
             if len(view.seen_order) > SEEN_MAX:  # JetStream dedupes too; this bounds memory
                 view.seen.discard(view.seen_order.popleft())
         told = handler(view, event)
+        if told is not None and told[0] == "incident":
+            view.incidents_version += 1
         if told is not None and isinstance(event, MetricSampleBatch):
             # batches come many a second: pages hear "metrics changed" at most twice a second
             now = time.monotonic()
@@ -399,6 +426,15 @@ def _scale(view: NamespaceView, e: BusEvent) -> Told:
     return ("scale", row)
 
 
+def _slo(view: NamespaceView, e: BusEvent) -> Told:
+    assert isinstance(e, SloStatusReported)
+    known = view.slos.get(e.slo_id)
+    if known is not None and known.occurred_at > e.occurred_at:
+        return None
+    view.slos[e.slo_id] = e
+    return ("slo", {"slo_id": e.slo_id, "status": e.status, "summary": e.summary})
+
+
 _HANDLERS: dict[type[BusEvent], Callable[[NamespaceView, BusEvent], Told]] = {
     MetricSampleBatch: _metrics,
     IncidentOpened: _opened,
@@ -415,5 +451,6 @@ _HANDLERS: dict[type[BusEvent], Callable[[NamespaceView, BusEvent], Told]] = {
     RunFailed: _run,
     RunDeadLettered: _run,
     ScaleDecided: _scale,
+    SloStatusReported: _slo,
     ServiceHeartbeat: lambda view, e: None,
 }

@@ -21,7 +21,7 @@ def _t(at: datetime | None) -> str:
 
 def _rows(report: Report) -> dict[str, tuple[list[str], list[list[str]]]]:
     objectives = [
-        [o.kind, o.name, o.objective, str(o.good), str(o.total),
+        [o.kind, o.name, o.objective, f"{o.good:g}", f"{o.total:g}",
          "" if o.compliance is None else pct(o.compliance), pct(o.target),
          "" if o.budget_spent is None else f"{o.budget_spent * 100:.0f} %",
          str(o.breaches), o.verdict]

@@ -59,7 +59,7 @@ async def browse(
 async def namespace_events(
     js: JetStreamContext, namespace: str, since: datetime, limit: int = 1_000_000
 ) -> list[BusEvent]:
-    """A namespace's run, alert, breach and incident events from ``since`` on."""
+    """A namespace's run, alert, breach, incident and SLO status events from ``since`` on."""
     feeds = (
         (specs.JOB_EVENTS.name, [s.JOB_EVENT.wildcard(namespace)]),
         (specs.ALERTS.name, [s.ALERT.wildcard(namespace), s.SLA_BREACH.wildcard(namespace)]),
@@ -67,6 +67,7 @@ async def namespace_events(
             specs.INCIDENTS.name,
             [s.INCIDENT.wildcard(namespace), s.INCIDENT_CLOSED.wildcard(namespace)],
         ),
+        (specs.SLOS.name, [s.SLO.wildcard(namespace)]),
     )
     events: list[BusEvent] = []
     for stream, subjects in feeds:

@@ -2,8 +2,9 @@
 
 A token reads ``hms_<id>_<secret>``; the id finds its record (in the ``hms_console_tokens``
 KV bucket), bcrypt checks the secret. A check that passed is remembered for the process by the
-token's SHA-256 (bcrypt is slow by design) but the record is read again, so a revocation or an
-expiry holds within ``RECORD_TTL_S``.
+token's SHA-256 (bcrypt is slow by design) but the record is read again: at once when the
+bucket says it changed (``follow``: a revocation holds as soon as it is written, whichever
+process wrote it), and at the latest after ``RECORD_TTL_S``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import time
@@ -18,12 +20,18 @@ from datetime import UTC, datetime
 
 import bcrypt
 from hms_contracts import specs
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from .core.policy import ALL_NAMESPACES, Principal, Role
+
+log = logging.getLogger(__name__)
 
 BCRYPT_COST = 10
 RECORD_TTL_S = 2.0
@@ -97,6 +105,37 @@ class KvTokens:
     async def put(self, record: TokenRecord) -> None:
         await self.kv.put(record.id, record.model_dump_json().encode())
         self._records.pop(record.id, None)
+
+    async def follow(self, nc: Client) -> Subscription | None:
+        """Forget a token's cached record the moment its key changes, through a consumer of
+        the bucket's changes (named, so its filter is in the create subject permissions
+        bound); if it cannot be made, records still expire after ``RECORD_TTL_S``."""
+        spec = specs.CONSOLE_TOKENS
+        deliver = nc.new_inbox()
+
+        async def changed(msg: Msg) -> None:
+            self._records.pop(msg.subject.removeprefix(f"$KV.{spec.bucket}."), None)
+
+        sub = await nc.subscribe(deliver, cb=changed)
+        config = ConsumerConfig(
+            name=f"tokens_{secrets.token_hex(8)}",
+            filter_subject=f"$KV.{spec.bucket}.>",
+            deliver_subject=deliver,
+            deliver_policy=DeliverPolicy.NEW,
+            ack_policy=AckPolicy.NONE,
+            headers_only=True,
+            inactive_threshold=60.0,
+            mem_storage=True,
+            num_replicas=1,
+        )
+        try:
+            await nc.jetstream().add_consumer(specs.kv_stream(spec), config)
+        except Exception as exc:  # e.g. no permission: the TTL still bounds a revocation
+            await sub.unsubscribe()
+            log.warning("cannot follow the token bucket (%s); revocations hold within %gs",
+                        exc, RECORD_TTL_S)  # fmt: skip
+            return None
+        return sub
 
     async def record(self, token_id: str) -> TokenRecord | None:
         cached = self._records.get(token_id)

@@ -12,13 +12,13 @@ from typing import Any
 
 from hms_contracts import specs
 from hms_contracts import subjects as s
-from hms_contracts.config import Alert, Job, Metric
+from hms_contracts.config import Alert, Job, Metric, Slo
 from hms_contracts.config.schedule import next_fires
 from nats.js.errors import NotFoundError
 
 from .context import Console
 from .core import svg
-from .core.plain import Compliance, good_side, meets
+from .core.plain import Compliance, SloState, good_side, meets
 from .core.window import bucketed
 
 _TIME_UNITS = {"ms", "s", "us", "seconds", "milliseconds"}
@@ -33,9 +33,62 @@ class Graph:
     points: int
 
 
-def compliance(console: Console, namespace: str) -> list[Compliance]:
-    """One objective per registered alert: the share of the window's samples on its good
-    side, against the console's target; an SLA breach naming it turns it red."""
+def slo_states(console: Console, namespace: str) -> list[SloState]:
+    """One badge per registered SLO, from the evaluator's latest SloStatusReported of it
+    (grey until the first report)."""
+    view = console.projection.ns(namespace)
+    found = []
+    for obj in console.config.objects("slo", namespace):
+        if not isinstance(obj, Slo):
+            continue
+        if obj.metric is not None and obj.threshold is not None:
+            unit = _unit_of(console, namespace, obj.metric)
+            what = f"{obj.metric} events within {obj.threshold:g}{' ' + unit if unit else ''}"
+        else:
+            what = f"{obj.total} events counted good by {obj.good}"
+        state = SloState(obj.name, obj.watched_metric, what, obj.objective, obj.window)
+        report = view.slos.get(obj.name)
+        if report is not None:
+            state = SloState(
+                obj.name,
+                obj.watched_metric,
+                what,
+                report.objective,
+                obj.window,
+                good=report.good,
+                total=report.total,
+                reported=report.compliance,
+                budget=report.budget_left,
+                status=report.status,
+                burning=tuple(report.burning),
+                reported_at=report.occurred_at.isoformat(),
+            )
+        found.append(state)
+    return found
+
+
+def _unit_of(console: Console, namespace: str, metric: str) -> str:
+    for obj in console.config.objects("metric", namespace):
+        if isinstance(obj, Metric) and obj.name == metric:
+            return obj.unit
+    unit = console.projection.ns(namespace).metrics.unit_of(metric)
+    if unit in ("", "1") and metric.endswith("seconds"):  # a Prometheus histogram's base unit
+        return "s"
+    return "" if unit == "1" else unit
+
+
+def compliance(console: Console, namespace: str) -> list[Compliance | SloState]:
+    """The namespace's objectives: each registered SLO as its evaluator reports it; where no
+    SLO is registered, one objective per registered alert (the share of the window's samples
+    on its good side, against the console's target; an SLA breach naming it turns it red)."""
+    slos = slo_states(console, namespace)
+    if slos:
+        return list(slos)
+    return list(alert_objectives(console, namespace))
+
+
+def alert_objectives(console: Console, namespace: str) -> list[Compliance]:
+    """Objectives read from alerts, for a namespace with no SLO registered."""
     view = console.projection.ns(namespace)
     breached = {b["slo_id"] for b in view.breaches if b.get("slo_id")}
     found: list[Compliance] = []

@@ -145,8 +145,9 @@ def create_app(console: Console) -> FastAPI:
         same_site="strict",
         https_only=console.settings.secure_cookies,
     )
-    app.include_router(pages.router)
+    # the API first: its routes are the hot ones, and routes are matched in order
     app.include_router(api.router)
+    app.include_router(pages.router)
     app.include_router(ingest.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

@@ -61,6 +61,93 @@ class Compliance:
     def short(self) -> str:
         return "no data" if self.ratio is None else pct(self.ratio)
 
+    @property
+    def budget_left(self) -> float | None:
+        return None
+
+    @property
+    def source(self) -> str:
+        return "alert samples"
+
+
+_SLO_VERDICTS = {
+    "green": "meets the target",
+    "yellow": "meets the target, budget running low",
+    "red": "misses the target",
+    "grey": "no report yet",
+}
+
+
+@dataclass(frozen=True)
+class SloState:
+    """A registered SLO as its evaluator last reported it (SloStatusReported): the colour,
+    compliance and budget are the evaluator's, the words the console's."""
+
+    name: str
+    metric: str
+    what: str  # e.g. "filings.duration_seconds events within 2 s"
+    target: float
+    window: str  # e.g. "30d"
+    good: float = 0.0
+    total: float = 0.0
+    reported: float | None = None  # compliance as reported; None without events
+    budget: float | None = None  # budget left as reported; None before any report
+    status: Colour = "grey"
+    burning: tuple[str, ...] = ()
+    reported_at: str | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        return self.reported
+
+    @property
+    def colour(self) -> Colour:
+        return self.status
+
+    @property
+    def breached(self) -> bool:
+        return self.status == "red"
+
+    @property
+    def budget_left(self) -> float | None:
+        return self.budget
+
+    @property
+    def source(self) -> str:
+        return "slo status"
+
+    @property
+    def verdict(self) -> str:
+        return _SLO_VERDICTS[self.colour]
+
+    def sentence(self) -> str:
+        """E.g. '99.3 % of filings.duration_seconds events within 2 s over the last 30d —
+        meets the target (99 %); 70 % of the error budget left'."""
+        target = f"target {pct(self.target)}"
+        if self.reported_at is None:
+            return f"No report yet for {self.what} over the last {self.window} ({target})"
+        if self.ratio is None:
+            return f"No {self.what.split(' ')[0]} events over the last {self.window} ({target})"
+        text = (
+            f"{pct(self.ratio)} of {self.what} over the last {self.window} — "
+            f"{self.verdict} ({target})"
+        )
+        if self.budget is not None:
+            text += f"; {budget_words(self.budget)}"
+        if self.burning:
+            text += f"; burning fast: {', '.join(self.burning)}"
+        return text
+
+    def short(self) -> str:
+        return "no data" if self.ratio is None else pct(self.ratio)
+
+
+def budget_words(left: float) -> str:
+    """0.7 -> '70 % of the error budget left'; below 0: overspent."""
+    if left < 0:
+        return f"error budget overspent by {pct(-left)}"
+    return f"{pct(min(left, 1.0))} of the error budget left"
+
 
 def good_side(operator: str) -> str:
     """The comparison a good sample meets when an alert fires on ``operator``."""

@@ -74,6 +74,7 @@ ROUTES: dict[tuple[str, str], Need] = {
     ("GET", "/api/v1/namespaces/{namespace}/incidents/{incident_id}"): "read",
     ("GET", "/api/v1/namespaces/{namespace}/scaling"): "read",
     ("GET", "/api/v1/namespaces/{namespace}/dead-letters"): "read",
+    ("GET", "/api/v1/namespaces/{namespace}/silences"): "read",
     ("GET", "/api/v1/namespaces/{namespace}/audit/verify"): "read",
     ("GET", "/api/v1/namespaces/{namespace}/reports/compliance"): "read",
     ("GET", "/api/v1/namespaces/{namespace}/webhooks/deliveries"): "admin",

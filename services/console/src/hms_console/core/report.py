@@ -22,8 +22,9 @@ from hms_contracts import (
     RunFailed,
     RunStarted,
     SlaBreached,
+    SloStatusReported,
 )
-from hms_contracts.config import Alert, Job
+from hms_contracts.config import Alert, Job, Slo
 
 from .plain import badge_colour, pct
 
@@ -71,11 +72,11 @@ class IncidentRow:
 
 @dataclass
 class ObjectiveRow:
-    kind: str  # job or alert
+    kind: str  # job, slo or alert
     name: str
     objective: str
-    good: int
-    total: int
+    good: float
+    total: float
     target: float
     breaches: int
 
@@ -103,7 +104,7 @@ class ObjectiveRow:
         if self.compliance is None:
             return f"{self.name}: no measurements this month ({self.objective})."
         return (
-            f"{self.name}: {pct(self.compliance)} ({self.good} of {self.total}) — "
+            f"{self.name}: {pct(self.compliance)} ({self.good:g} of {self.total:g}) — "
             f"{self.verdict}; objective: {self.objective}, target {pct(self.target)}."
         )
 
@@ -141,13 +142,19 @@ def build(
     jobs: Iterable[Job],
     alerts: Iterable[Alert],
     target: float,
+    slos: Iterable[Slo] = (),
 ) -> Report:
-    """Fold a month of events into the report (events outside the month are ignored)."""
+    """Fold a month of events into the report (events outside the month are ignored).
+
+    An SLO's good and total are those of the evaluator's last SloStatusReported of it in the
+    month (counts over the SLO's window, as of then); alerts are objectives only when the
+    namespace registers no SLO."""
     start, end = month_bounds(month)
     report = Report(namespace, month, start, end)
     runs: dict[str, RunRow] = {}
     incidents: dict[str, IncidentRow] = {}
     firings: dict[str, int] = {}
+    statuses: dict[str, SloStatusReported] = {}
     for e in sorted(events, key=lambda ev: ev.occurred_at):
         if e.namespace != namespace or not start <= e.occurred_at < end:
             continue
@@ -181,11 +188,13 @@ def build(
             incidents[e.incident_id].resolution = e.resolution
         elif isinstance(e, AlertFiring):
             firings[e.rule_id] = firings.get(e.rule_id, 0) + 1
+        elif isinstance(e, SloStatusReported):
+            statuses[e.slo_id] = e  # in time order: the last one wins
         elif isinstance(e, AlertResolved):
             continue
     for job in jobs:
         mine = [r for r in runs.values() if r.job_id == job.name]
-        good = sum(1 for r in mine if r.sla == "met" and r.outcome == "completed")
+        good: float = sum(1 for r in mine if r.sla == "met" and r.outcome == "completed")
         objective = (
             f"every run completes within {job.sla_minutes} min"
             if job.sla_minutes
@@ -202,7 +211,28 @@ def build(
                 sum(1 for b in report.breaches if b.job_id == job.name),
             )
         )
-    for alert in alerts:
+    slos = list(slos)
+    for slo in slos:
+        status = statuses.get(slo.name)
+        if slo.metric is not None and slo.threshold is not None:
+            what = f"{slo.metric} events within {slo.threshold:g}"
+        else:
+            what = f"{slo.total} events counted good by {slo.good}"
+        counts: tuple[float, float] = (0.0, 0.0) if status is None else (status.good, status.total)
+        good, total = counts
+        report.objectives.append(
+            ObjectiveRow(
+                "slo",
+                slo.name,
+                f"{pct(slo.objective)} of {what} over {slo.window}"
+                + ("" if status is not None else " (no status reported this month)"),
+                good,
+                total,
+                slo.objective if status is None else status.objective,
+                sum(1 for b in report.breaches if b.slo_id == slo.name),
+            )
+        )
+    for alert in alerts if not slos else ():
         breaches = [b for b in report.breaches if b.slo_id == alert.name]
         fired = firings.get(alert.name, 0)
         report.objectives.append(

@@ -111,6 +111,8 @@ SERVICES: tuple[ServiceSpec, ...] = (
         name="autoscaler",
         singleton=True,
         streams=("SCALE",),
+        # the playbooks' scale requests (ScaleRequested on ops.incident.<ns>.scale)
+        consumers=("autoscaler_scale_requests",),
         reads=("JOB_RUNS",),
         # decisions; an alert when a pool's input cannot be read; answers to scale status
         publishes=(s.SCALE.wildcard(), s.ALERT.wildcard()),

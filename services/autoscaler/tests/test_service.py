@@ -50,7 +50,7 @@ async def apply(js: JetStreamContext, *objects: ScalePolicy) -> None:
 
 async def prepare(js: JetStreamContext) -> None:
     """What ``hms-ops up`` provisions before the services start."""
-    for stream in (specs.JOB_RUNS, specs.JOB_EVENTS, specs.ALERTS):
+    for stream in (specs.JOB_RUNS, specs.JOB_EVENTS, specs.ALERTS, specs.INCIDENTS):
         await ensure_stream(js, stream)
     await ensure_consumer(js, CONSUMER)
 

@@ -221,6 +221,9 @@ def _stream_api(stream: str, *, owner: bool) -> list[str]:
 
 def _consumer_api(stream: str, durable: str) -> list[str]:
     return [
+        # a consumer on a stream another service owns: wait for the stream, bind to the durable
+        f"$JS.API.STREAM.INFO.{stream}",
+        f"$JS.API.CONSUMER.INFO.{stream}.{durable}",
         f"$JS.API.CONSUMER.CREATE.{stream}.{durable}",
         f"$JS.API.CONSUMER.CREATE.{stream}.{durable}.>",
         f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{durable}",

@@ -262,9 +262,13 @@ INCIDENT_ESCALATION = ConsumerSpec(
 AUTOSCALER_SCALE_REQUESTS = ConsumerSpec(
     stream="INCIDENTS",
     durable="autoscaler_scale_requests",
-    filter_subjects=(s.INCIDENT.wildcard().removesuffix(">") + "scale",),
+    filter_subjects=(
+        s.INCIDENT.wildcard().removesuffix(">") + "scale",
+        s.INCIDENT_CLOSED.wildcard(),
+    ),
     backoff_s=(30.0, 60.0, 120.0),
-    description="Playbooks' scale requests: the requested count floors the pool for a while",
+    description="Playbooks' scale requests (the requested count floors the pool for a while) "
+    "and incidents closed (their requests end with them)",
 )
 
 CONSUMERS: tuple[ConsumerSpec, ...] = (

@@ -125,3 +125,35 @@ def test_requests_are_kept_by_event_id_across_a_restart_and_forgotten_once_lapse
     assert again.prune(T0 + 64) == []
     assert [o.event_id for o in again.prune(T0 + 65)] == ["later"]
     assert Overrides(tmp_path).get("ops.pool") is None
+
+
+def test_a_standby_sharing_the_state_directory_hands_its_requests_to_the_leader(
+    tmp_path: Path,
+) -> None:
+    leader, standby = Overrides(tmp_path), Overrides(tmp_path)
+    assert leader.get("ops.pool") is None
+    assert standby.put(request(3))
+    held = leader.get("ops.pool")
+    assert held is not None
+    assert held.replicas == 3
+
+
+def test_a_closed_incident_releases_its_pools_and_a_late_request_of_it_is_not_kept(
+    tmp_path: Path,
+) -> None:
+    kept = Overrides(tmp_path)
+    woken: list[int] = []
+    kept.listeners.append(lambda: woken.append(1))
+    assert kept.put(request(3))
+    other = Override(**{**request(2).as_json(), "pool": "other", "incident_id": "inc-8"})
+    assert kept.put(other)
+    [released] = kept.close("ops", "inc-7", forget_at=T0 + 60)
+    assert released.event_id == "e1"
+    assert kept.get("ops.pool") is None
+    assert kept.get("ops.other") == other  # another incident's request stays
+    assert len(woken) == 3
+    # a redelivered (or late) request of the closed incident floors nothing
+    assert not kept.put(request(3, event="e2"))
+    assert Overrides(tmp_path).is_closed("ops", "inc-7")  # across a restart too
+    kept.prune(T0 + 60)
+    assert not kept.is_closed("ops", "inc-7")

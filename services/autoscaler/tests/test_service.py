@@ -20,7 +20,7 @@ import pytest
 from hms_autoscaler.local import STATE_FILE, LocalWorker
 from hms_contracts import specs, subjects
 from hms_contracts.config import Job, ScalePolicy
-from hms_contracts.incidents import ScaleRequested
+from hms_contracts.incidents import IncidentClosed, ScaleRequested
 from hms_contracts.metrics import MetricSample, MetricSampleBatch
 from hms_contracts.runs import RunScheduled
 from hms_kit import ensure_consumer, ensure_stream, publish, publish_many
@@ -335,7 +335,7 @@ async def test_a_5xx_rate_trigger_scales_a_pool(
         reap(state)
 
 
-async def test_a_playbooks_scale_request_floors_an_idle_pool_until_it_lapses(
+async def test_a_playbooks_scale_request_floors_an_idle_pool_until_it_lapses_or_closes(
     start_service: ServiceLauncher, js: JetStreamContext, nc: Client, tmp_path: Path
 ) -> None:
     await prepare(js)
@@ -348,11 +348,11 @@ async def test_a_playbooks_scale_request_floors_an_idle_pool_until_it_lapses(
     )
     dlq = await js.pull_subscribe(subjects.dlq("ops.incident.*.scale"), stream=specs.DLQ.name)
 
-    def request(pool: str, replicas: int, step: int) -> ScaleRequested:
+    def request(pool: str, replicas: int, step: int, incident: str = "inc-42") -> ScaleRequested:
         return ScaleRequested.create(
             namespace=NS,
             occurred_at=datetime.now(UTC),
-            incident_id="inc-42",
+            incident_id=incident,
             playbook="backlog-surge",
             step_index=step,
             pool=pool,
@@ -375,6 +375,7 @@ async def test_a_playbooks_scale_request_floors_an_idle_pool_until_it_lapses(
         asked = request("ssa_workers", 3, 1)
         await publish(js, asked)
         await wait_until(lambda: len(running_workers(state)) == 3, timeout=20, message="3 up")
+        await wait_until(lambda: seen.desired(), timeout=20, message="the scale-up announced")
         up = next(e for e in seen.scale if e["action"] == "scale_up")
         assert (up["desired"], up["floor"], up["incident_id"]) == (3, 3, "inc-42")
         assert up["playbook"] == "backlog-surge"
@@ -391,5 +392,28 @@ async def test_a_playbooks_scale_request_floors_an_idle_pool_until_it_lapses(
         lapsed = asked.occurred_at + timedelta(seconds=6)
         assert datetime.fromisoformat(down["occurred_at"]) >= lapsed
         assert "scaling to zero" in down["reason"]
+        # another incident's request ends when its incident closes, before it lapses
+        second = request("ssa_workers", 2, 1, incident="inc-43")
+        await publish(js, second)
+        await wait_until(lambda: len(running_workers(state)) == 2, timeout=20, message="2 up")
+        await wait_until(lambda: seen.desired()[-1:] == [2], timeout=20, message="announced")
+        closed = IncidentClosed.create(
+            namespace=NS,
+            occurred_at=datetime.now(UTC),
+            incident_id="inc-43",
+            resolution="resolved",
+            closed_by="oncall",
+            opened_at=datetime.now(UTC) - timedelta(minutes=5),
+        )
+        await publish(js, closed)
+        await wait_until(
+            lambda: seen.desired()[-1:] == [0] and not workers(state),
+            timeout=30,
+            message="the pool back at 0 once the incident closed",
+        )
+        assert seen.desired() == [3, 0, 2, 0]
+        assert seen.scale[-2]["incident_id"] == "inc-43"
+        released = datetime.fromisoformat(seen.scale[-1]["occurred_at"])
+        assert released < second.occurred_at + timedelta(seconds=6)  # before it would lapse
     finally:
         reap(state)

@@ -9,7 +9,7 @@ from faststream import Context
 from faststream.nats import NatsRouter
 from hms_contracts import specs
 from hms_contracts.config import ScalePolicy
-from hms_contracts.incidents import ScaleRequested
+from hms_contracts.incidents import IncidentClosed, ScaleRequested
 from hms_kit import Clock, ConfigWatcher, Reject, durable_subscriber
 
 from .core import SERVICE, Override, floor_of
@@ -64,7 +64,9 @@ async def on_scale_requested(
         requested_at=at,
         until=at + request_for_s,
     )
-    if override.until <= clock.now().timestamp():
+    if overrides.is_closed(ns, event.incident_id):
+        log.info("pool %s: the incident %s closed already", policy.pool_id, event.incident_id)
+    elif override.until <= clock.now().timestamp():
         log.info("pool %s: scale request %s came after it lapsed", policy.pool_id, event.event_id)
     elif overrides.put(override):
         floor = floor_of(override, policy, at)
@@ -73,9 +75,23 @@ async def on_scale_requested(
         log.info("pool %s: scale request %s already kept", policy.pool_id, event.event_id)
 
 
+async def on_incident_closed(
+    event: IncidentClosed, overrides: Requests, request_for_s: RequestFor
+) -> None:
+    """The incident is over: the pools its playbook floored scale as their policies say."""
+    forget_at = event.occurred_at.timestamp() + request_for_s
+    for released in overrides.close(event.namespace, event.incident_id, forget_at):
+        log.info(
+            "pool %s: incident %s closed (%s); its scale request no longer floors the pool",
+            released.pool_id,
+            event.incident_id,
+            event.resolution,
+        )
+
+
 durable_subscriber(
     router,
     specs.AUTOSCALER_SCALE_REQUESTS,
-    {ScaleRequested: on_scale_requested},
+    {ScaleRequested: on_scale_requested, IncidentClosed: on_incident_closed},
     service=SERVICE,
 )

@@ -56,6 +56,18 @@ class ScaleDecided(BusEvent):
         default=False, description="An input could not be read: the count was held"
     )
     reason: Text = Field(description="Why, e.g. 'backlog 1000 / 10 per worker = 100, max 5'")
+    floor: int | None = Field(
+        default=None,
+        ge=0,
+        description="A playbook's scale request in force: the fewest workers the pool may run "
+        "(the request clamped to min and max); None when no request floors the pool",
+    )
+    incident_id: str | None = Field(
+        default=None, max_length=128, description="Incident whose playbook requested the floor"
+    )
+    playbook: str | None = Field(
+        default=None, max_length=128, description="Playbook whose scale step requested the floor"
+    )
 
     def routing_token(self) -> str:
         """``ops.scale.<ns>.<pool>``."""

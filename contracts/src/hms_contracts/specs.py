@@ -258,6 +258,19 @@ INCIDENT_ESCALATION = ConsumerSpec(
     "playbooks' notify requests (delivered like escalation's messages)",
 )
 
+# autoscaler: the playbooks' scale steps, each a floor for its pool for a while
+AUTOSCALER_SCALE_REQUESTS = ConsumerSpec(
+    stream="INCIDENTS",
+    durable="autoscaler_scale_requests",
+    filter_subjects=(
+        s.INCIDENT.wildcard().removesuffix(">") + "scale",
+        s.INCIDENT_CLOSED.wildcard(),
+    ),
+    backoff_s=(30.0, 60.0, 120.0),
+    description="Playbooks' scale requests (the requested count floors the pool for a while) "
+    "and incidents closed (their requests end with them)",
+)
+
 CONSUMERS: tuple[ConsumerSpec, ...] = (
     WORKER_RUNS,
     METRICS_STORE,
@@ -266,6 +279,7 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
     EVALUATOR_JOBS,
     INCIDENT_ALERTS,
     INCIDENT_ESCALATION,
+    AUTOSCALER_SCALE_REQUESTS,
 )
 
 LEASES = KVSpec(

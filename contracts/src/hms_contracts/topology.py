@@ -126,6 +126,8 @@ SERVICES: tuple[ServiceSpec, ...] = (
         name="autoscaler",
         singleton=True,
         streams=("SCALE",),
+        # the playbooks' scale requests (ScaleRequested on ops.incident.<ns>.scale)
+        consumers=("autoscaler_scale_requests",),
         reads=("JOB_RUNS",),
         # decisions; an alert when a pool's input cannot be read; answers to scale status
         publishes=(s.SCALE.wildcard(), s.ALERT.wildcard()),
@@ -249,6 +251,9 @@ def _stream_api(stream: str, *, owner: bool) -> list[str]:
 
 def _consumer_api(stream: str, durable: str) -> list[str]:
     return [
+        # a consumer on a stream another service owns: wait for the stream, bind to the durable
+        f"$JS.API.STREAM.INFO.{stream}",
+        f"$JS.API.CONSUMER.INFO.{stream}.{durable}",
         f"$JS.API.CONSUMER.CREATE.{stream}.{durable}",
         f"$JS.API.CONSUMER.CREATE.{stream}.{durable}.>",
         f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{durable}",

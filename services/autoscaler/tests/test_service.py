@@ -2,7 +2,8 @@
 processes: a backlog of 1,000 items takes a pool from 0 to 5 workers and back to 0 with every
 item done once; a scale-down with items in flight loses nothing; a kill -9 leaves the workers
 running for the next instance to adopt; a missing consumer holds the pool and raises an alert;
-a 5xx-rate trigger scales a pool."""
+a 5xx-rate trigger scales a pool; a playbook's scale request floors a pool for a while and an
+unknown pool's request is dead-lettered."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import pytest
 from hms_autoscaler.local import STATE_FILE, LocalWorker
 from hms_contracts import specs, subjects
 from hms_contracts.config import Job, ScalePolicy
+from hms_contracts.incidents import IncidentClosed, ScaleRequested
 from hms_contracts.metrics import MetricSample, MetricSampleBatch
 from hms_contracts.runs import RunScheduled
 from hms_kit import ensure_consumer, ensure_stream, publish, publish_many
@@ -50,7 +52,7 @@ async def apply(js: JetStreamContext, *objects: ScalePolicy) -> None:
 
 async def prepare(js: JetStreamContext) -> None:
     """What ``hms-ops up`` provisions before the services start."""
-    for stream in (specs.JOB_RUNS, specs.JOB_EVENTS, specs.ALERTS):
+    for stream in (specs.JOB_RUNS, specs.JOB_EVENTS, specs.ALERTS, specs.INCIDENTS):
         await ensure_stream(js, stream)
     await ensure_consumer(js, CONSUMER)
 
@@ -329,5 +331,89 @@ async def test_a_5xx_rate_trigger_scales_a_pool(
         up = next(e for e in seen.scale if e["action"] == "scale_up")
         assert 'gateway.http_5xx_rate{route="/claims"} 17 / 5 per worker = 4' in up["reason"]
         assert max(seen.desired()) == 4
+    finally:
+        reap(state)
+
+
+async def test_a_playbooks_scale_request_floors_an_idle_pool_until_it_lapses_or_closes(
+    start_service: ServiceLauncher, js: JetStreamContext, nc: Client, tmp_path: Path
+) -> None:
+    await prepare(js)
+    await ensure_stream(js, specs.DLQ)
+    seen = Decisions()
+    await seen.follow(nc)
+    state = tmp_path / "autoscaler"
+    await start_autoscaler(
+        start_service, tmp_path, state=state, HMS_AUTOSCALER_SCALE_REQUEST_FOR_S="6"
+    )
+    dlq = await js.pull_subscribe(subjects.dlq("ops.incident.*.scale"), stream=specs.DLQ.name)
+
+    def request(pool: str, replicas: int, step: int, incident: str = "inc-42") -> ScaleRequested:
+        return ScaleRequested.create(
+            namespace=NS,
+            occurred_at=datetime.now(UTC),
+            incident_id=incident,
+            playbook="backlog-surge",
+            step_index=step,
+            pool=pool,
+            replicas=replicas,
+        )
+
+    try:
+        await apply(js, policy())  # min 0, max 5, idle to zero after 3 s; no backlog
+        await wait_until(lambda: seen.scale, timeout=20, message="the pool's first decision")
+        # an unknown pool: refused with its reason, nothing scaled
+        await publish(js, request("no_such_pool", 3, 0))
+        [dead] = await dlq.fetch(1, timeout=20)
+        assert dead.headers is not None
+        reason = dead.headers["Hms-Dlq-Reason"]
+        assert "pool 'no_such_pool'" in reason
+        assert "no scale_policy of that name" in reason
+        assert running_workers(state) == []
+        assert seen.desired() == []
+        # the pool's own request: 3 workers at once, though idle
+        asked = request("ssa_workers", 3, 1)
+        await publish(js, asked)
+        await wait_until(lambda: len(running_workers(state)) == 3, timeout=20, message="3 up")
+        await wait_until(lambda: seen.desired(), timeout=20, message="the scale-up announced")
+        up = next(e for e in seen.scale if e["action"] == "scale_up")
+        assert (up["desired"], up["floor"], up["incident_id"]) == (3, 3, "inc-42")
+        assert up["playbook"] == "backlog-surge"
+        assert "playbook backlog-surge (step 1) of incident inc-42 requested 3" in up["reason"]
+        # idle beyond idle_to_zero_after (3 s), the floor holds; once it lapses (6 s), back to 0
+        await wait_until(
+            lambda: seen.desired()[-1:] == [0] and not workers(state),
+            timeout=30,
+            message="the pool back at 0 once the request lapsed",
+        )
+        assert seen.desired() == [3, 0]
+        down = seen.scale[-1]
+        assert down["floor"] is None
+        lapsed = asked.occurred_at + timedelta(seconds=6)
+        assert datetime.fromisoformat(down["occurred_at"]) >= lapsed
+        assert "scaling to zero" in down["reason"]
+        # another incident's request ends when its incident closes, before it lapses
+        second = request("ssa_workers", 2, 1, incident="inc-43")
+        await publish(js, second)
+        await wait_until(lambda: len(running_workers(state)) == 2, timeout=20, message="2 up")
+        await wait_until(lambda: seen.desired()[-1:] == [2], timeout=20, message="announced")
+        closed = IncidentClosed.create(
+            namespace=NS,
+            occurred_at=datetime.now(UTC),
+            incident_id="inc-43",
+            resolution="resolved",
+            closed_by="oncall",
+            opened_at=datetime.now(UTC) - timedelta(minutes=5),
+        )
+        await publish(js, closed)
+        await wait_until(
+            lambda: seen.desired()[-1:] == [0] and not workers(state),
+            timeout=30,
+            message="the pool back at 0 once the incident closed",
+        )
+        assert seen.desired() == [3, 0, 2, 0]
+        assert seen.scale[-2]["incident_id"] == "inc-43"
+        released = datetime.fromisoformat(seen.scale[-1]["occurred_at"])
+        assert released < second.occurred_at + timedelta(seconds=6)  # before it would lapse
     finally:
         reap(state)

@@ -15,6 +15,7 @@ from .backends import configured_backends
 from .core import SERVICE
 from .handlers import router
 from .local import LocalWorkers
+from .overrides import Overrides
 from .ports import Backend
 from .scaling import Autoscaler, AutoscalerMetrics
 from .settings import AutoscalerSettings
@@ -33,16 +34,20 @@ def _settings(service: Service) -> AutoscalerSettings:
 def resources_with(clock: Clock | None = None) -> Resources:
     @asynccontextmanager
     async def opened(service: Service) -> AsyncIterator[Mapping[str, object]]:
+        settings = _settings(service)
         yield {
             "clock": clock or SystemClock(),
             "metrics": AutoscalerMetrics(service.metrics.registry),
+            "overrides": Overrides(settings.state_dir),
+            "scale_request_for_s": settings.scale_request_for_s,
         }
 
     return opened
 
 
 resources = resources_with()
-"""What the leader loop uses, opened once per process: the clock and the autoscaler's metrics."""
+"""What the leader loop and the subscriber use, opened once per process: the clock, the
+autoscaler's metrics and the playbooks' scale requests in force."""
 
 
 def autoscale_with(backends: BackendFactory | None = None) -> Loop:
@@ -63,6 +68,7 @@ def autoscale_with(backends: BackendFactory | None = None) -> Loop:
             context.get("clock"),
             instance_id=service.instance_id,
             metrics=context.get("metrics"),
+            overrides=context.get("overrides"),
             on_degraded=lambda reason: service.report_degraded("pools", reason),
         )
         try:

@@ -33,8 +33,9 @@ from nats.js.errors import NotFoundError
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import ValidationError
 
-from .core import BACKLOG, Decision, Reading, Scaler
+from .core import BACKLOG, Decision, Reading, Scaler, floor_of
 from .core.series import SeriesWindow
+from .overrides import Overrides
 from .ports import Backend, BackendError
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ class Autoscaler:
         instance_id: str = "autoscaler",
         metrics: AutoscalerMetrics | None = None,
         on_degraded: Callable[[str | None], None] | None = None,
+        overrides: Overrides | None = None,
     ) -> None:
         self.nc = nc
         self.js = nc.jetstream()
@@ -99,6 +101,9 @@ class Autoscaler:
         self.pools: dict[str, Pool] = {}
         self.wake = asyncio.Event()
         self._subs: list[Any] = []
+        self.overrides = overrides
+        if overrides is not None:
+            overrides.listeners.append(self.wake.set)
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -119,6 +124,9 @@ class Autoscaler:
                     log.exception("autoscaler tick failed; retrying")
                 await self._wait()
         finally:
+            if self.overrides is not None:
+                with contextlib.suppress(ValueError):
+                    self.overrides.listeners.remove(self.wake.set)
             for sub in self._subs:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
@@ -168,6 +176,13 @@ class Autoscaler:
     async def tick(self) -> None:
         """Decide every pool that is due."""
         self.tick_policies()
+        if self.overrides is not None:
+            for lapsed in self.overrides.prune(self.clock.now().timestamp()):
+                log.info(
+                    "pool %s: the scale request of incident %s lapsed",
+                    lapsed.pool_id,
+                    lapsed.incident_id,
+                )
         now = self.clock.monotonic()
         due = [p for p in self.pools.values() if p.next_at <= now]
         await asyncio.gather(*(self.decide(p) for p in due))
@@ -188,7 +203,9 @@ class Autoscaler:
             errors.append(str(exc))
             current = pool.last.desired if pool.last else 0
             readings.append(Reading("backend", None, 1.0, error=str(exc)))
-        decision = pool.scaler.decide(readings, current, self.clock.monotonic())
+        override = None if self.overrides is None else self.overrides.get(policy.pool_id)
+        floor = floor_of(override, policy, self.clock.now().timestamp())
+        decision = pool.scaler.decide(readings, current, self.clock.monotonic(), floor)
         if backend is not None and decision.desired != current and not errors:
             try:
                 await backend.scale(policy, decision.desired)
@@ -202,6 +219,7 @@ class Autoscaler:
                     decision.demands,
                     f"{decision.reason}; backend failed, holding {current}: {exc}",
                     degraded=True,
+                    floor=decision.floor,
                 )
         event = self._event(pool, decision, numbers)
         await self._announce(pool, event)
@@ -256,6 +274,9 @@ class Autoscaler:
             ),
             degraded=d.degraded,
             reason=d.reason[:1024],
+            floor=None if d.floor is None else d.floor.workers,
+            incident_id=None if d.floor is None else d.floor.incident_id,
+            playbook=None if d.floor is None else d.floor.playbook,
         )
 
     async def _announce(self, pool: Pool, event: ScaleDecided) -> None:

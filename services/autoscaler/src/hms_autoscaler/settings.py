@@ -46,6 +46,12 @@ class AutoscalerSettings(ServiceSettings):
         description="A graceful stop (SIGTERM) drains the local workers; a crash leaves them "
         "to the next instance",
     )
+    scale_request_for_s: float = Field(
+        default=1800.0,
+        gt=0,
+        le=7 * 24 * 3600.0,
+        description="How long a playbook's scale request floors its pool, from the request",
+    )
     kube_config: Path | None = Field(
         default=None, description="kubeconfig file (default: in-cluster, else ~/.kube/config)"
     )

@@ -5,7 +5,19 @@ an argument."""
 from __future__ import annotations
 
 from .decide import BACKLOG, Decision, Demand, Reading, Scaler, demand
+from .override import Floor, Override, floor_of
 
 SERVICE = "autoscaler"
 
-__all__ = ["BACKLOG", "SERVICE", "Decision", "Demand", "Reading", "Scaler", "demand"]
+__all__ = [
+    "BACKLOG",
+    "SERVICE",
+    "Decision",
+    "Demand",
+    "Floor",
+    "Override",
+    "Reading",
+    "Scaler",
+    "demand",
+    "floor_of",
+]

@@ -8,6 +8,8 @@ window, bound the change) and step limits (workers or percent of the count at th
 period). KEDA's part: a pool at 0 wakes only when an input is active (above its activation
 threshold), and goes back to 0 once nothing was active for ``idle_to_zero_after`` (with min 0).
 An input that cannot be read holds the current count: never a jump to max, never to zero.
+A playbook's request (a :class:`~.override.Floor`) is a floor under all of it while in force:
+the pool neither stays at, nor goes to, fewer workers, whatever the stabilization or step limits.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from dataclasses import dataclass, field
 
 from hms_contracts.config import ScalePolicy
 from hms_contracts.scaling import ScaleAction
+
+from .override import Floor
 
 BACKLOG = "backlog"
 #: how long recommendations and scale events are kept at most (longer windows are clipped)
@@ -57,6 +61,7 @@ class Decision:
     demands: tuple[Demand, ...]
     reason: str
     degraded: bool = False
+    floor: Floor | None = None
 
     @property
     def action(self) -> ScaleAction:
@@ -94,15 +99,30 @@ class Scaler:
     downs: deque[tuple[float, int]] = field(default_factory=deque)
     last_active: float | None = None
 
-    def decide(self, readings: list[Reading], current: int, now: float) -> Decision:
-        """The decision for ``now`` (seconds on a monotonic clock) given the inputs and the
-        workers running; record it, as if put into effect."""
+    def decide(
+        self, readings: list[Reading], current: int, now: float, floor: Floor | None = None
+    ) -> Decision:
+        """The decision for ``now`` (seconds on a monotonic clock) given the inputs, the
+        workers running and a playbook's floor; record it, as if put into effect."""
         p = self.policy
         self._forget(now)
         demands = tuple(demand(r, current, p.tolerance) for r in readings)
         unread = [d.reading for d in demands if d.desired is None]
         if unread:
             errors = "; ".join(f"{r.trigger}: {r.error or 'unreadable'}" for r in unread)
+            if floor is not None and floor.workers > current:
+                # a request is not a reading: it is obeyed even while the inputs are not
+                self.ups.append((now, floor.workers - current))
+                return Decision(
+                    current,
+                    floor.workers,
+                    floor.workers,
+                    demands,
+                    f"input unreadable ({errors}); {floor.reason}: floor {floor.workers}; "
+                    f"{current} -> {floor.workers}",
+                    degraded=True,
+                    floor=floor,
+                )
             return Decision(
                 current,
                 current,
@@ -110,6 +130,7 @@ class Scaler:
                 demands,
                 f"input unreadable ({errors}); holding {current}",
                 degraded=True,
+                floor=floor,
             )
         active = [d for d in demands if d.reading.active]
         if self.last_active is None:
@@ -119,25 +140,31 @@ class Scaler:
             self.last_active = now
         if active:
             self.last_active = now
-        floor = max(p.min, 1) if current > 0 else p.min
+        lowest = max(p.min, 1) if current > 0 else p.min
         largest = max(demands, key=lambda d: d.desired or 0) if demands else None
         raw = (largest.desired or 0) if largest else 0
         why = [self._explain(largest, current)] if largest else ["no inputs"]
-        if current == 0 and not active and p.min == 0:
+        least = 0 if floor is None else floor.workers
+        if current == 0 and not active and p.min == 0 and least == 0:
             why = [f"inactive ({self._inactive(demands)}); staying at 0"]
-            return self._finish(current, 0, 0, demands, why, now)
-        if current > 0 and not active and p.min == 0:
+            why += [f"{floor.reason}: floor 0"] if floor is not None else []
+            return self._finish(current, 0, 0, demands, why, now, floor)
+        if current > 0 and not active and p.min == 0 and least == 0:
             idle = now - (self.last_active or now)
             if idle >= p.idle_to_zero_s:
                 why = [
                     f"idle {idle:.0f}s >= idle_to_zero_after {p.idle_to_zero_after} "
                     f"({self._inactive(demands)}); scaling to zero"
                 ]
+                why += [f"{floor.reason}: floor 0"] if floor is not None else []
                 self.recommendations.clear()
-                return self._finish(current, 0, 0, demands, why, now)
-        recommended = min(max(raw, floor, 1 if active else 0), p.max)
+                return self._finish(current, 0, 0, demands, why, now, floor)
+        recommended = min(max(raw, lowest, 1 if active else 0), p.max)
         if recommended != raw:
             why.append(f"clamped to {recommended} (min {p.min}, max {p.max})")
+        if floor is not None:
+            why.append(f"{floor.reason}: floor {floor.workers}")
+            recommended = max(recommended, floor.workers)
         stabilized = self._stabilize(recommended, current, now)
         if stabilized != recommended:
             window = p.scale_down if stabilized > recommended else p.scale_up
@@ -149,7 +176,10 @@ class Scaler:
         if desired != stabilized:
             rules = p.scale_up if desired > current else p.scale_down
             why.append(f"step limit per {rules.period} allows {desired}")
-        return self._finish(current, desired, recommended, demands, why, now)
+        if desired < least:
+            why.append(f"the request's floor keeps {least}")
+            desired = least
+        return self._finish(current, desired, recommended, demands, why, now, floor)
 
     # --- the parts ------------------------------------------------------------------------
 
@@ -233,13 +263,14 @@ class Scaler:
         demands: tuple[Demand, ...],
         why: list[str],
         now: float,
+        floor: Floor | None = None,
     ) -> Decision:
         if desired > current:
             self.ups.append((now, desired - current))
         elif desired < current:
             self.downs.append((now, current - desired))
         why.append(f"{current} -> {desired}" if desired != current else f"holding {current}")
-        return Decision(current, desired, recommended, demands, "; ".join(why))
+        return Decision(current, desired, recommended, demands, "; ".join(why), floor=floor)
 
     def _forget(self, now: float) -> None:
         for log in (self.recommendations, self.ups, self.downs):

@@ -120,7 +120,7 @@ async def test_permission_violations_are_counted(tmp_path: Path) -> None:
         service = Service("console", settings, version="t")
         async with running(service):
             assert metric_value(await scrape(service), "hms_nats_permission_violations_total") == 0
-            await service.nc.publish("job.run.acme.forbidden", b"{}")  # only the scheduler may
+            await service.nc.publish("ops.scale.acme.forbidden", b"{}")  # the autoscaler only
             await service.nc.flush()
 
             async def counted() -> bool:

@@ -10,9 +10,9 @@ default:
 up *args:
     uv run hms-ops up {{args}}
 
-[doc("Lint, type-check, then run every test (the README's test command)")]
+[doc("Lint, type-check, then run every test, two processes a file each (the README's test command)")]
 test *args: lint typecheck
-    uv run pytest {{args}}
+    uv run pytest -n 2 --dist loadfile {{args}}
 
 [doc("Run the tests only, without lint and type-check")]
 pytest *args:

@@ -150,6 +150,10 @@ class Feed:
         """Acknowledge the last event handed out and stop."""
         await self._ack_last()
         self._closed = True
+        if self._tasks:
+            # a fetch under way ends within its timeout: let it, so what it brings is naked
+            # below rather than lost to a cancel (held by the server until the ack wait)
+            await asyncio.wait(self._tasks, timeout=1.5)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -27,7 +27,7 @@ from .metrics import EngineMetrics
 from .runner import Runner
 from .settings import IncidentEngineSettings
 from .store import Store
-from .webhook import alertmanager_route
+from .webhook import MOUNT, alertmanager_page
 
 log = logging.getLogger(__name__)
 
@@ -180,8 +180,8 @@ def create_service(
         resources=resources_with(clock, config),
         leader_loops=(lead, escalate_forever),
         lease_bucket=lease_bucket,
-        http_routes=(alertmanager_route(engine_of, token),),
         config_kinds=() if config is not None else None,
     )
+    service.health.mount(MOUNT, alertmanager_page(engine_of, token))
     holder.append(service)
     return service

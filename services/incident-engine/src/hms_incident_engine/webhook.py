@@ -78,18 +78,24 @@ def signals_of(namespace: str, payload: AmPayload, now: datetime) -> list[Signal
     return signals
 
 
-def alertmanager_route(
+#: where the webhook is mounted on the service's HTTP server: ``POST /alertmanager/<namespace>``
+MOUNT = "/alertmanager/"
+
+
+def alertmanager_page(
     engine_of: Callable[[], Engine | None], token: Callable[[], str | None]
-) -> tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]:
-    """The kit's route for the webhook; ``engine_of`` is None while not leading."""
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The webhook, mounted at :data:`MOUNT`; ``engine_of`` is None while not leading."""
 
     async def receive(request: web.Request) -> web.StreamResponse:
+        if request.method != "POST":
+            raise web.HTTPMethodNotAllowed(request.method, ["POST"])
         want = token()
         got = request.headers.get("Authorization", "")
         if not want or not hmac.compare_digest(got.encode(), f"Bearer {want}".encode()):
             return web.json_response({"error": "missing or wrong bearer token"}, status=401)
         try:
-            namespace = check_namespace(request.match_info["namespace"])
+            namespace = check_namespace(request.path.removeprefix(MOUNT))
         except SubjectError as exc:
             return web.json_response({"error": str(exc)}, status=400)
         engine = engine_of()
@@ -112,4 +118,4 @@ def alertmanager_route(
             content_type="application/json",
         )
 
-    return ("POST", "/alertmanager/{namespace}", receive)
+    return receive

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -13,8 +13,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 HealthProbe = Callable[[], tuple[bool, dict[str, Any]]]
 Page = Callable[[web.Request], Awaitable[web.StreamResponse]]
 """A handler mounted under a path prefix (see :meth:`HealthServer.mount`)."""
-Route = tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]
-"""``(method, path, handler)``: an endpoint a service adds to its HTTP server."""
 
 
 class HealthServer:
@@ -22,12 +20,9 @@ class HealthServer:
     ``/metrics``. A probe's ``degraded`` detail (reasons by component) makes the status
     ``degraded``: the service works, with reduced ability."""
 
-    def __init__(
-        self, registry: CollectorRegistry, probe: HealthProbe, routes: Sequence[Route] = ()
-    ) -> None:
+    def __init__(self, registry: CollectorRegistry, probe: HealthProbe) -> None:
         self.registry = registry
         self.probe = probe
-        self.routes = tuple(routes)
         self._runner: web.AppRunner | None = None
         self.port = 0
         self.host = ""
@@ -73,9 +68,7 @@ class HealthServer:
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics)
-        for method, path, handler in self.routes:
-            app.router.add_route(method, path, handler)
-        app.router.add_route("*", "/{rest:.*}", self._mounted)  # last: it matches every path
+        app.router.add_route("*", "/{rest:.*}", self._mounted)  # the pages services mount
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, reuse_address=True)

@@ -36,7 +36,7 @@ from .configwatch import ConfigWatcher
 from .connection import ConnectionEvents, authenticated, build_broker, connect_forever
 from .errors import KitError
 from .health import Degradations
-from .http import HealthServer, Route
+from .http import HealthServer
 from .leadership import Leadership, Loop
 from .lease import Lease
 from .logs import configure_logging
@@ -77,7 +77,6 @@ class Service:
         lease_bucket: specs.KVSpec = specs.LEASES,
         consumers: tuple[specs.ConsumerSpec, ...] | None = None,
         config_kinds: Sequence[str] | None = None,
-        http_routes: Sequence[Route] = (),
     ) -> None:
         self.spec = topology.service(name)
         self.name = name
@@ -105,7 +104,7 @@ class Service:
         self.loops = tuple(loops)
         self.inbox_prefix = subjects.inbox_prefix(name)
         #: extra endpoints on the service's HTTP server, beside /healthz and /metrics
-        self.health = HealthServer(self.metrics.registry, self._probe, http_routes)
+        self.health = HealthServer(self.metrics.registry, self._probe)
         self.ready = False
         self.draining = False
         #: what this instance cannot do right now, by part (``/healthz`` shows every reason)
